@@ -1,0 +1,82 @@
+r"""Amortized diagonal Gaussian guide (the VAE encoder), for any model whose latent sites are
+local real vectors: VAE, DLGM (one head per layer), NVDM, ProdLDA's logits, CTM's logits.
+
+.. math::
+
+    h = \mathrm{MLP}_\phi(x), \qquad
+    q_\phi(z_s \mid x) = \mathcal{N}\big(\mu_s(h), \operatorname{diag}\sigma_s(h)^2\big)
+    \quad\text{for each latent site } s,
+
+factorized over sites (Rezende et al.'s recognition model is factorized over layers too). With
+``batch_norm=True`` each head is followed by a ``BatchNorm1d`` without affine scale, as AVITM does
+to keep its encoder out of component collapse [2].
+
+**References:**
+
+1. *Auto-Encoding Variational Bayes*, D. P. Kingma, M. Welling (2013), arXiv:1312.6114
+2. *Autoencoding Variational Inference for Topic Models*, A. Srivastava, C. Sutton (2017),
+   arXiv:1703.01488
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from guides.base import AmortizedGuide, local_real_vector_sites
+from zoo.models.base import data_plate
+from zoo.registry import register_guide
+
+
+class GaussianHead(nn.Module):
+    """``hidden -> (loc, scale)`` for one latent site."""
+
+    def __init__(self, hidden_dim: int, latent_dim: int, batch_norm: bool = False):
+        super().__init__()
+        self.loc = nn.Linear(hidden_dim, latent_dim)
+        self.raw_scale = nn.Linear(hidden_dim, latent_dim)
+        # Start near q = N(., 0.5^2): large initial variances make the first steps noisy.
+        nn.init.zeros_(self.raw_scale.weight)
+        nn.init.constant_(self.raw_scale.bias, -0.5)
+        self.loc_norm = nn.BatchNorm1d(latent_dim, affine=False) if batch_norm else nn.Identity()
+        self.scale_norm = nn.BatchNorm1d(latent_dim, affine=False) if batch_norm else nn.Identity()
+
+    def forward(self, h):
+        loc = self.loc_norm(self.loc(h))
+        scale = F.softplus(self.scale_norm(self.raw_scale(h))) + 1e-4
+        return loc, scale
+
+
+@register_guide("diagonal_normal")
+class DiagonalNormalGuide(AmortizedGuide):
+    """:param model: a model whose latent sites are all local real vectors
+    :param hidden_dims: encoder widths
+    :param bool batch_norm: BatchNorm on the loc and scale heads (AVITM)
+    """
+
+    def __init__(self, model, hidden_dims=(400,), activation="softplus", dropout=0.0,
+                 batch_norm=False):
+        super().__init__(model, hidden_dims, activation, dropout)
+        self.options["batch_norm"] = batch_norm
+        self.heads = nn.ModuleDict(
+            {s.name: GaussianHead(self.hidden_dim, s.event_shape[0], batch_norm) for s in self.sites}
+        )
+
+    @classmethod
+    def why_not(cls, model):
+        return local_real_vector_sites(model)
+
+    def site_dist(self, name: str, loc, scale, hidden):
+        """q(z_name | x); subclasses wrap it in a flow."""
+        return dist.Normal(loc, scale).to_event(1)
+
+    def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        h = self.hidden(x)  # [batch, hidden_dim]
+        with data_plate(self.plate_name, x, num_data):
+            return {
+                s.name: pyro.sample(s.name, self.site_dist(s.name, *self.heads[s.name](h), h))
+                for s in self.sites
+            }

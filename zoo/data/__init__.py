@@ -1,0 +1,11 @@
+"""Data loaders: ``zoo.data.load(name_or_path)`` returns a :class:`~zoo.data.dataset.Dataset`
+with train and test splits and metadata (the vocabulary for text, the image shape for images)."""
+
+from zoo.data.dataset import Dataset, Split, TensorSplit, train_test_indices  # noqa: F401
+from zoo.data.registry import (  # noqa: F401
+    list_datasets,
+    list_formats,
+    load,
+    register_dataset,
+    register_format,
+)

@@ -1,0 +1,99 @@
+r"""The containers every loader returns: a :class:`Dataset` with a train and a test
+:class:`Split`.
+
+A split materializes batches on demand (``split.batch(index, generator)``), so a sparse bag of
+words stays sparse until a batch is needed, and a Bernoulli image model sees a fresh binarization
+of its training images on every pass (dynamic binarization) while its test images are binarized
+once, with a fixed seed, so every evaluation scores the same binary images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class Split:
+    """A set of data points that can be materialized in batches."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_features(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Dense float32 rows ``index`` (a 1-d LongTensor), on the CPU."""
+        raise NotImplementedError
+
+    def dense(self) -> torch.Tensor:
+        return self.batch(torch.arange(len(self)))
+
+
+class TensorSplit(Split):
+    """Rows of a dense tensor ``[N, D]``.
+
+    :param str binarize: ``None`` (values as they are), ``"dynamic"`` (each batch draws
+        ``x ~ Bernoulli(values)`` from the generator), or ``"fixed"`` (drawn once from ``seed``).
+    """
+
+    def __init__(self, values: torch.Tensor, binarize: str | None = None, seed: int = 0):
+        if binarize not in (None, "dynamic", "fixed"):
+            raise ValueError(f"binarize must be None, 'dynamic' or 'fixed', got {binarize!r}")
+        values = torch.as_tensor(values, dtype=torch.float32)
+        if binarize == "fixed":
+            values = torch.bernoulli(values, generator=torch.Generator().manual_seed(seed))
+        self.values = values
+        self.binarize = binarize
+
+    def __len__(self):
+        return self.values.shape[0]
+
+    @property
+    def num_features(self):
+        return self.values.shape[1]
+
+    def batch(self, index, generator=None):
+        x = self.values[index]
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x, generator=generator)
+        return x
+
+
+@dataclass
+class Dataset:
+    """What ``zoo.data.load`` returns.
+
+    :ivar str kind: ``"image"`` or ``"text"``
+    :ivar dict meta: ``image_shape`` for images; ``vocab`` (list of words) for text; ``split``
+        (how train/test were drawn) and ``source`` (the file or bundled name) for both
+    """
+
+    name: str
+    train: Split
+    test: Split
+    kind: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_features(self) -> int:
+        return self.train.num_features
+
+    def __repr__(self):
+        return (
+            f"Dataset({self.name!r}, kind={self.kind!r}, train={len(self.train)}, "
+            f"test={len(self.test)}, features={self.num_features})"
+        )
+
+
+def train_test_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``range(n)``; the same ``(n, test_fraction, seed)`` always gives
+    the same split."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])

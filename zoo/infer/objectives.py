@@ -1,0 +1,71 @@
+r"""Training objectives, selected by name everywhere (``--elbo NAME``).
+
+Every objective is a :class:`pyro.infer.ELBO`: calling it on ``(model, guide)`` gives an
+``nn.Module`` whose ``forward(*args)`` is the loss (negative bound), the modern Pyro pattern
+used with ``pyro.settings.set(module_local_params=True)`` and a ``torch.optim`` optimizer.
+
+==============  =================================================================================
+``trace``       ``Trace_ELBO``: Kingma & Welling's SGVB estimator A, Monte Carlo
+                :math:`\log p(x, z) - \log q(z \mid x)` with reparameterized samples [1]
+``meanfield``   ``TraceMeanField_ELBO``: estimator B, the KL term analytic where a closed form is
+                registered, Monte Carlo otherwise [1]
+``tracegraph``  ``TraceGraph_ELBO``: score-function gradients with baselines for sites that
+                cannot be reparameterized [2]
+==============  =================================================================================
+
+Objectives built on our own handlers (``iwae``, ...) register here too, from ``zoo.infer``.
+
+**References:**
+
+1. *Auto-Encoding Variational Bayes*, D. P. Kingma, M. Welling (2013), arXiv:1312.6114
+2. *Gradient Estimation Using Stochastic Computation Graphs*, J. Schulman, N. Heess, T. Weber,
+   P. Abbeel (2015), arXiv:1506.05254
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+
+_OBJECTIVES: dict[str, Callable[..., ELBO]] = {}
+
+
+def register_objective(name: str):
+    """Decorator for a factory ``(num_particles=1, **options) -> ELBO``."""
+
+    def wrapper(factory):
+        if name in _OBJECTIVES:
+            raise ValueError(f"An objective is already registered under the name '{name}'.")
+        _OBJECTIVES[name] = factory
+        return factory
+
+    return wrapper
+
+
+def list_objectives() -> list[str]:
+    return sorted(_OBJECTIVES)
+
+
+def get_objective(name: str, num_particles: int = 1, **options) -> ELBO:
+    try:
+        factory = _OBJECTIVES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown objective '{name}'. Choose one of: {', '.join(list_objectives())}."
+        ) from None
+    return factory(num_particles=num_particles, **options)
+
+
+def _pyro_elbo(cls):
+    def factory(num_particles=1, **options):
+        # Particles are a vectorized plate dimension, never a Python loop.
+        vectorize = num_particles > 1
+        return cls(num_particles=num_particles, vectorize_particles=vectorize, **options)
+
+    return factory
+
+
+register_objective("trace")(_pyro_elbo(Trace_ELBO))
+register_objective("meanfield")(_pyro_elbo(TraceMeanField_ELBO))
+register_objective("tracegraph")(_pyro_elbo(TraceGraph_ELBO))

@@ -1,0 +1,1 @@
+"""Custom effect handlers (Pyro ``Messenger`` subclasses, one idea per file)."""
