@@ -39,8 +39,20 @@ class HouseholderNormal(dist.TransformedDistribution):
     """``N(loc, diag scale^2)`` pushed through Householder reflections ``vectors [..., T, D]``."""
 
     def __init__(self, loc, scale, vectors, validate_args=None):
+        self.vectors = vectors  # [..., T, D]
         self.base_normal = dist.Normal(loc, scale).to_event(1)
         super().__init__(self.base_normal, [ConditionedHouseholder(vectors)], validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        # Plates broadcast a site's distribution to the plate shape (e.g. a particle plate).
+        batch_shape = torch.Size(batch_shape)
+        normal = self.base_normal.base_dist
+        return HouseholderNormal(
+            normal.loc.expand(batch_shape + self.event_shape),
+            normal.scale.expand(batch_shape + self.event_shape),
+            self.vectors.expand(batch_shape + self.vectors.shape[-2:]),
+            validate_args=self._validate_args,
+        )
 
 
 def _isotropic_zero_mean_normal(p) -> bool:

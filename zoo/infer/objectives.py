@@ -58,10 +58,17 @@ def get_objective(name: str, num_particles: int = 1, **options) -> ELBO:
 
 
 def _pyro_elbo(cls):
-    def factory(num_particles=1, **options):
-        # Particles are a vectorized plate dimension, never a Python loop.
+    def factory(num_particles=1, max_plate_nesting=float("inf"), **options):
+        # Particles are a vectorized plate dimension, never a Python loop. Pass the model's
+        # max_plate_nesting: otherwise Pyro guesses it by running model and guide once, which
+        # draws random numbers at a point that differs between a fresh and a resumed run.
         vectorize = num_particles > 1
-        return cls(num_particles=num_particles, vectorize_particles=vectorize, **options)
+        return cls(
+            num_particles=num_particles,
+            vectorize_particles=vectorize,
+            max_plate_nesting=max_plate_nesting,
+            **options,
+        )
 
     return factory
 

@@ -57,6 +57,8 @@ class ZooModel(PyroModule):
     registry_name: str = "?"
     default_guide: str = "diagonal_normal"
     plate_name: str = "data"
+    #: number of nested plates in the model (the data plate, plus e.g. LDA's words plate)
+    max_plate_nesting: int = 1
     #: how amortized guides should preprocess ``x`` before their encoder ("identity", "log1p")
     encoder_input: str = "identity"
 

@@ -1,0 +1,296 @@
+r"""The training engine: one loop for every model, guide and objective.
+
+It follows the modern Pyro pattern: with ``pyro.settings.set(module_local_params=True)`` the
+parameters live in the model and guide modules (no global param store), ``objective(model,
+guide)`` is an ``nn.Module`` whose forward is the loss, and a plain ``torch.optim.Adam`` steps it::
+
+    loss_fn = get_objective("trace")(model, guide)        # nn.Module
+    loss = loss_fn(x, num_data=N) / N                       # negative ELBO per data point
+    loss.backward(); optimizer.step()
+
+What the loop adds around those lines:
+
+- seeded minibatches (one ``torch.Generator`` for shuffling and dynamic binarization, Pyro's
+  global RNG for the latent draws), gradient clipping where asked;
+- a tqdm bar with the loss and the rate, quiet when asked or when stderr is not a terminal;
+- held-out ELBO (and any extra metrics) after every epoch, appended to ``metrics.jsonl``;
+- a checkpoint after every epoch, written atomically (temp file, then ``os.replace``) with model,
+  guide, optimizer, epoch, history and every RNG state, so ``resume=True`` continues exactly: two
+  epochs in one go equal one epoch, a resume and one more, bit for bit;
+- a :class:`TrainingDiverged` error on a non-finite loss, naming the epoch and step, which leaves
+  the last good checkpoint untouched;
+- ``device="auto"|"cpu"|"cuda"``, and under ``torchrun`` PyTorch's ``DistributedDataParallel``
+  around the loss module with the data sharded by ``DistributedSampler``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from zoo.evaluation import heldout_elbo
+from zoo.infer.objectives import get_objective
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint (if any) is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run besides the model, guide and data."""
+
+    objective: str = "trace"  # a name from zoo.infer.list_objectives()
+    num_particles: int = 1
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_norm: float | None = None  # max global gradient norm, None for no clipping
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 1000
+    eval_particles: int = 1
+    objective_options: dict = field(default_factory=dict)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) at once, as ``pyro.set_rng_seed`` does."""
+    pyro.set_rng_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device.")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def atomic_save(obj, path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a crash
+    mid-write never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(text: str, path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "data": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path, model=None, guide=None, map_location="cpu") -> dict:
+    """Read a checkpoint and, when given, load its weights into ``model`` and ``guide``."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no checkpoint there (train first, or check the run folder).")
+    # Our checkpoints hold RNG states (NumPy arrays, tuples), so weights_only=False; only load
+    # checkpoints you wrote yourself.
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if model is not None:
+        model.load_state_dict(ckpt["model"])
+    if guide is not None:
+        guide.load_state_dict(ckpt["guide"])
+    return ckpt
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world_size); initializes the process group when launched by ``torchrun``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world_size
+
+
+def _epoch_batches(n, batch_size, generator, epoch, seed, rank, world_size):
+    """Index batches for one epoch: a seeded permutation, sharded across processes."""
+    if world_size == 1:
+        perm = torch.randperm(n, generator=generator)
+    else:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(range(n), world_size, rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        perm = torch.tensor(list(sampler))
+    return perm.split(batch_size)
+
+
+def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
+        progress=None, extra_metrics=None, **overrides) -> list[dict]:
+    """Train ``guide`` (and ``model``'s parameters) on ``data.train``; return the history.
+
+    :param data: a :class:`~zoo.data.dataset.Dataset`
+    :param config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields
+    :param out_dir: run folder for ``checkpoint.pt`` and ``metrics.jsonl`` (None: keep nothing)
+    :param bool resume: continue from ``out_dir/checkpoint.pt`` (exactly, RNG states included)
+    :param progress: show a progress bar; None means "when stderr is a terminal"
+    :param extra_metrics: ``f(model, guide, data) -> dict`` evaluated after every epoch
+    :returns: one dict per epoch: ``epoch``, ``train_loss``, ``heldout_elbo``, ``seconds``, ...
+    """
+    config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
+    device = resolve_device(config.device)
+    rank, world_size = _distributed()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    writer = rank == 0 and out_dir is not None
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    set_seed(config.seed + rank)
+    generator = torch.Generator().manual_seed(config.seed + rank)
+    model.to(device)
+    guide.to(device)
+    objective = get_objective(
+        config.objective,
+        num_particles=config.num_particles,
+        max_plate_nesting=model.max_plate_nesting,
+        **config.objective_options,
+    )
+    loss_fn = objective(model, guide)
+    train_module = loss_fn
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_module = DistributedDataParallel(loss_fn)
+    # Model and guide share no parameters, but a user-built pair might; dedupe to be safe.
+    params = list({id(p): p for p in loss_fn.parameters()}.values())
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas))
+
+    history: list[dict] = []
+    start_epoch = 0
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs out_dir, the run folder to resume from.")
+        ckpt = load_checkpoint(out_dir / CHECKPOINT, model, guide, map_location=device)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"]
+        set_rng_state(ckpt["rng"], generator)
+        if writer:  # metrics.jsonl may hold epochs past the checkpoint if a run was killed
+            atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out_dir / METRICS)
+
+    num_data = len(data.train)
+    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        guide.train()
+        batches = _epoch_batches(
+            num_data, config.batch_size, generator, epoch, config.seed, rank, world_size
+        )
+        bar = tqdm(total=num_data, disable=not show, unit="pt", leave=False,
+                   desc=f"epoch {epoch + 1}/{config.epochs}")
+        start, total_loss, seen = time.perf_counter(), 0.0, 0
+        for step, index in enumerate(batches):
+            x = data.train.batch(index, generator).to(device, non_blocking=True)
+            loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                where = f"{out_dir / CHECKPOINT}" if out_dir is not None else "no out_dir given"
+                raise TrainingDiverged(
+                    f"Loss became {value} at epoch {epoch + 1}, step {step + 1}. The last good "
+                    f"checkpoint is kept ({where}). Lower the learning rate, or set clip_norm."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+            optimizer.step()
+            total_loss += value * len(index)
+            seen += len(index)
+            bar.update(len(index))
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+        bar.close()
+        seconds = time.perf_counter() - start
+
+        model.eval()
+        guide.eval()
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / seen,
+            "heldout_elbo": heldout_elbo(
+                model, guide, data.test, batch_size=config.eval_batch_size,
+                num_particles=config.eval_particles, device=device,
+            ),
+            "seconds": seconds,
+            "points_per_second": seen / seconds,
+        }
+        if extra_metrics is not None:
+            record.update(extra_metrics(model, guide, data))
+        history.append(record)
+        if writer:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "guide": guide.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "rng": rng_state(generator),
+                    "train_config": asdict(config),
+                },
+                out_dir / CHECKPOINT,
+            )
+            with open(out_dir / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if show:
+            tqdm.write(
+                f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.3f}  "
+                f"held-out ELBO {record['heldout_elbo']:.3f}  {seconds:.1f}s"
+            )
+    return history
