@@ -17,8 +17,7 @@ values in the AVITM code (``mu2``/``var2``) and in OCTIS. ProdLDA, NVDM-style to
 
 1. *Autoencoding Variational Inference for Topic Models*, A. Srivastava, C. Sutton (2017),
    arXiv:1703.01488
-2. *A tutorial on the Laplace approximation of a Dirichlet in the softmax basis*, D. J. C. MacKay,
-   *Choice of Basis for Laplace Approximation*, Machine Learning 33 (1998)
+2. *Choice of Basis for Laplace Approximation*, D. J. C. MacKay, Machine Learning 33 (1998)
 """
 
 from __future__ import annotations
