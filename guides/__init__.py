@@ -4,3 +4,6 @@ this package registers them all."""
 from guides import diagonal_normal, householder  # noqa: F401
 from guides.diagonal_normal import DiagonalNormalGuide  # noqa: F401
 from guides.householder import HouseholderGuide, HouseholderNormal  # noqa: F401
+from guides import low_rank_normal  # noqa: F401
+from guides import ctf  # noqa: F401,E402  (centralized transformation flow; CTM)
+from guides import dirichlet, logistic_normal  # noqa: F401,E402  (simplex guides, issue 3)

@@ -171,6 +171,12 @@ def _epoch_batches(n, batch_size, generator, epoch, seed, rank, world_size):
     return perm.split(batch_size)
 
 
+def _diverged(what: str, out_dir) -> str:
+    where = f"{out_dir / CHECKPOINT}" if out_dir is not None else "no out_dir was given"
+    return (f"{what}. The last good checkpoint is kept ({where}). "
+            "Lower the learning rate, or set clip_norm.")
+
+
 def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
         progress=None, extra_metrics=None, **overrides) -> list[dict]:
     """Train ``guide`` (and ``model``'s parameters) on ``data.train``; return the history.
@@ -237,15 +243,21 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
         start, total_loss, seen = time.perf_counter(), 0.0, 0
         for step, index in enumerate(batches):
             x = data.train.batch(index, generator).to(device, non_blocking=True)
-            loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
+            where = f"epoch {epoch + 1}, step {step + 1}"
+            try:
+                loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
+            except ValueError as e:
+                # With validation on, non-finite weights surface as an invalid distribution
+                # parameter before the loss itself turns NaN; it is the same divergence.
+                if "found invalid values" not in str(e):
+                    raise
+                bar.close()
+                raise TrainingDiverged(_diverged(f"non-finite parameters at {where} "
+                                                 f"({str(e).splitlines()[0]})", out_dir)) from e
             value = loss.item()
             if not math.isfinite(value):
                 bar.close()
-                where = f"{out_dir / CHECKPOINT}" if out_dir is not None else "no out_dir given"
-                raise TrainingDiverged(
-                    f"Loss became {value} at epoch {epoch + 1}, step {step + 1}. The last good "
-                    f"checkpoint is kept ({where}). Lower the learning rate, or set clip_norm."
-                )
+                raise TrainingDiverged(_diverged(f"Loss became {value} at {where}", out_dir))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_norm is not None:

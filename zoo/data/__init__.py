@@ -9,3 +9,6 @@ from zoo.data.registry import (  # noqa: F401
     register_dataset,
     register_format,
 )
+
+# Importing a loader module registers its datasets and formats.
+from zoo.data import images  # noqa: E402,F401  (digits, .npy arrays, MNIST IDX files)

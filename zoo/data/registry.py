@@ -56,9 +56,11 @@ def load(name_or_path, **options):
     path = Path(key)
     if path.is_dir() and "dir" in _FORMATS:
         return _FORMATS["dir"](path, **options)
-    suffixes = "".join(path.suffixes[-2:]).lower()
+    # Match on the end of the name, not Path.suffixes: MNIST's own file names
+    # ("train-images-idx3-ubyte.gz") carry their format before the first dot.
+    file_name = path.name.lower()
     for suffix in sorted(_FORMATS, key=len, reverse=True):
-        if suffix != "dir" and (suffixes.endswith(suffix) or path.suffix.lower() == suffix):
+        if suffix != "dir" and file_name.endswith(suffix):
             if not path.exists():
                 raise ValueError(f"{path}: no such file.")
             return _FORMATS[suffix](path, **options)

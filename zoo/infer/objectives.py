@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+
+from zoo.infer.tracegraph import TraceGraphLoss
 
 _OBJECTIVES: dict[str, Callable[..., ELBO]] = {}
 
@@ -75,4 +77,4 @@ def _pyro_elbo(cls):
 
 register_objective("trace")(_pyro_elbo(Trace_ELBO))
 register_objective("meanfield")(_pyro_elbo(TraceMeanField_ELBO))
-register_objective("tracegraph")(_pyro_elbo(TraceGraph_ELBO))
+register_objective("tracegraph")(_pyro_elbo(TraceGraphLoss))

@@ -3,3 +3,7 @@
 
 from zoo.models import vae  # noqa: F401
 from zoo.models.base import LatentSite, ZooModel, data_plate  # noqa: F401
+from zoo.models import ppca  # noqa
+from zoo.models import dlgm  # noqa: F401
+from zoo.models import ctm  # noqa: F401,E402
+from zoo.models import lda, nvdm, prodlda  # noqa: F401,E402  (topic models, issue 3)

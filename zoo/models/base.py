@@ -78,6 +78,13 @@ class ZooModel(PyroModule):
     def data_plate(self, x: torch.Tensor, num_data: int | None = None) -> pyro.plate:
         return data_plate(self.plate_name, x, num_data)
 
+    @torch.no_grad()
+    def example_batch(self, batch_size: int = 4) -> torch.Tensor:
+        """A batch of observations drawn from the model's prior (used by the registry tests to
+        exercise every (model, guide) pair). Models whose ``forward(None)`` cannot sample
+        override this."""
+        return self(None, batch_size=batch_size)
+
 
 def encoder_input(kind: str, x: torch.Tensor) -> torch.Tensor:
     """Preprocess observations for an encoder: raw values, or log(1 + counts) for word counts

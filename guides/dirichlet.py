@@ -1,0 +1,171 @@
+r"""Dirichlet guide for models whose latents live on simplices (LDA's topics and proportions).
+
+.. math::
+
+    q_\phi(\theta_d \mid x_d) &= \mathrm{Dir}\big(\gamma_\phi(x_d)\big), \qquad
+        \gamma_\phi(x) = \operatorname{softplus}\big(W\,\mathrm{MLP}_\phi(x) + c\big)
+        + \gamma_{\min}, \\
+    q(\beta_k) &= \mathrm{Dir}(\lambda_k), \qquad
+        \lambda_k = e^{s_k}\,\mathrm{softmax}(m_k) + \lambda_{\min},
+
+amortized over documents for local sites and mean-field (learned parameters, one Dirichlet per
+row) for global sites. The global concentration is split into a mean direction :math:`m_k` and
+a total :math:`e^{s_k}`, so Adam moves the topic's word distribution and its certainty on their
+own scales. Both are reparameterized with the pathwise gradient of the Dirichlet [2]; with the
+``meanfield`` objective the Dirichlet-Dirichlet KL is analytic (torch registers it) [1].
+
+Low concentrations make Dirichlet sampling unreliable (pytorch#76030; Pyro's ``lda.py``
+constrains its posterior concentrations above 0.5), so concentrations are floored at
+``min_concentration`` (0.05 for documents, ``global_min_concentration`` for topics).
+
+The guide is generic over simplex sites: it fits any model whose latent sites are all
+``"simplex"``, local ones vectors, global ones of any shape (leading dimensions in the plate named
+by ``model.global_plates``, last dimension the simplex). :class:`SimplexGuide` holds what it
+shares with the logistic-normal guide, including the hook for semi-amortized refinement:
+:meth:`SimplexGuide.local_parameters` returns the encoder's raw outputs and
+:meth:`SimplexGuide.using_local_parameters` makes ``forward`` use given ones instead.
+
+**References:**
+
+1. *Latent Dirichlet Allocation*, D. M. Blei, A. Y. Ng, M. I. Jordan, JMLR 3 (2003)
+2. *Pathwise Derivatives Beyond the Reparameterization Trick*, M. Jankowiak, F. Obermeyer,
+   ICML (2018), arXiv:1806.01851
+3. *Semi-Amortized Variational Autoencoders*, Y. Kim, S. Wiseman, A. C. Miller, D. Sontag,
+   A. M. Rush, ICML (2018), arXiv:1802.02550
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from guides.base import AmortizedGuide
+from zoo.models.base import data_plate
+from zoo.registry import register_guide
+
+
+def simplex_sites(model) -> str | None:
+    """``None`` when every latent site of ``model`` is a simplex (local ones vectors, at least
+    one local), else the reason."""
+    sites = model.latent_sites()
+    if not any(s.local for s in sites):
+        return "the model has no local latent site for an encoder to amortize."
+    for s in sites:
+        if s.support != "simplex":
+            return (f"latent site '{s.name}' has support '{s.support}'; this guide needs "
+                    "simplex-valued sites.")
+        if s.local and len(s.event_shape) != 1:
+            return f"local site '{s.name}' has event shape {s.event_shape}; expected a vector."
+    return None
+
+
+class SimplexGuide(AmortizedGuide):
+    """Shared machinery: an encoder head per local site, learned parameters per global site.
+    Subclasses define ``local_dim``, ``local_dist``, ``init_global``, ``global_dist`` and
+    ``posterior_mean``."""
+
+    def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0):
+        super().__init__(model, hidden_dims, activation, dropout)
+        plates = getattr(model, "global_plates", {})
+        self.local_sites = tuple(s for s in self.sites if s.local)
+        self.global_sites = tuple(s for s in self.sites if not s.local)
+        self.global_plate_names = {s.name: plates.get(s.name, f"{s.name}_plate")
+                                   for s in self.global_sites}
+        self.heads = nn.ModuleDict(
+            {s.name: nn.Linear(self.hidden_dim, self.local_dim(s.event_shape[0]))
+             for s in self.local_sites})
+        self.globals = nn.ParameterDict()
+        for s in self.global_sites:
+            for key, value in self.init_global(s.event_shape).items():
+                self.globals[f"{s.name}__{key}"] = nn.Parameter(value)
+        self._override = None
+
+    @classmethod
+    def why_not(cls, model):
+        return simplex_sites(model)
+
+    def global_params(self, name: str) -> dict:
+        prefix = f"{name}__"
+        return {k[len(prefix):]: v for k, v in self.globals.items() if k.startswith(prefix)}
+
+    def local_parameters(self, x: torch.Tensor) -> dict:
+        """Raw (unconstrained) encoder outputs per local site, ``[batch, local_dim]``."""
+        h = self.hidden(x)  # [batch, hidden_dim]
+        return {s.name: self.heads[s.name](h) for s in self.local_sites}
+
+    @contextlib.contextmanager
+    def using_local_parameters(self, raw: dict):
+        """Within this context ``forward`` ignores the encoder and uses ``raw`` (same layout as
+        :meth:`local_parameters`), e.g. after refining them per document."""
+        self._override = raw
+        try:
+            yield self
+        finally:
+            self._override = None
+
+    def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        out = {}
+        for s in self.global_sites:
+            # every leading dimension of a global site is a plate (LDA: the K topics)
+            with contextlib.ExitStack() as stack:
+                lead = s.event_shape[:-1]
+                for i, size in enumerate(lead):
+                    name = self.global_plate_names[s.name] + ("" if i == 0 else f"_{i}")
+                    stack.enter_context(pyro.plate(name, size, dim=i - len(lead)))
+                out[s.name] = pyro.sample(s.name, self.global_dist(s.name))  # [*lead, D]
+        raw = self._override if self._override is not None else self.local_parameters(x)
+        with data_plate(self.plate_name, x, num_data):
+            for s in self.local_sites:
+                out[s.name] = pyro.sample(s.name, self.local_dist(raw[s.name]))  # [batch, D]
+        return out
+
+
+@register_guide("dirichlet")
+class DirichletGuide(SimplexGuide):
+    """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
+    :param hidden_dims: encoder widths
+    :param float min_concentration: floor of the documents' Dirichlet concentrations
+    :param float global_min_concentration: floor of the topics' concentrations
+    :param float global_init_concentration: initial concentration per word of each topic
+    """
+
+    def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
+                 min_concentration=0.05, global_min_concentration=0.05,
+                 global_init_concentration=10.0):
+        self.min_concentration = float(min_concentration)
+        self.global_min_concentration = float(global_min_concentration)
+        self.global_init_concentration = float(global_init_concentration)
+        super().__init__(model, hidden_dims, activation, dropout)
+        self.options.update(min_concentration=min_concentration,
+                            global_min_concentration=global_min_concentration,
+                            global_init_concentration=global_init_concentration)
+
+    def local_dim(self, size: int) -> int:
+        return size
+
+    def local_dist(self, raw):
+        return dist.Dirichlet(F.softplus(raw) + self.min_concentration)
+
+    def init_global(self, shape):
+        lead, dim = shape[:-1], shape[-1]
+        total = torch.full((*lead, 1), float(dim) * self.global_init_concentration)
+        # small random directions break the symmetry between topics
+        return {"logits": 0.5 * torch.randn(*shape), "log_total": total.log()}
+
+    def global_concentration(self, name: str) -> torch.Tensor:
+        p = self.global_params(name)
+        return p["log_total"].exp() * torch.softmax(p["logits"], -1) + self.global_min_concentration
+
+    def global_dist(self, name: str):
+        return dist.Dirichlet(self.global_concentration(name))
+
+    @torch.no_grad()
+    def posterior_mean(self, name: str) -> torch.Tensor:
+        """:math:`\\mathbb{E}_q[\\beta] = \\lambda / \\sum_v \\lambda_v` of a global site."""
+        conc = self.global_concentration(name)
+        return conc / conc.sum(-1, keepdim=True)

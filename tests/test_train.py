@@ -1,0 +1,142 @@
+import json
+import warnings
+
+import pyro
+import pytest
+import torch
+
+from zoo.data import Dataset, TensorSplit
+from zoo.evaluation import heldout_elbo
+from zoo.registry import get_guide, get_model
+from zoo.train import CHECKPOINT, METRICS, TrainingDiverged, fit, load_checkpoint
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(4, 12, generator=g)
+    labels = torch.randint(0, 4, (300,), generator=g)
+    x = probs[labels]
+    return Dataset("toy", TensorSplit(x[:240], "dynamic"), TensorSplit(x[240:], "fixed"), "image")
+
+
+def make_pair(guide="householder"):
+    model = get_model("vae", input_dim=12, latent_dim=3, hidden_dims=(16,))
+    return model, get_guide(guide, model, hidden_dims=(16,), num_flows=2) \
+        if guide == "householder" else get_guide(guide, model, hidden_dims=(16,))
+
+
+def train(out_dir, epochs, resume=False, **kw):
+    torch.manual_seed(123)  # the same initial weights in every call
+    model, guide = make_pair()
+    history = fit(model, guide, kw.pop("data"), epochs=epochs, batch_size=32, lr=1e-2, seed=7,
+                  out_dir=out_dir, resume=resume, progress=False, **kw)
+    return model, guide, history
+
+
+def test_resume_continues_exactly(tmp_path, data):
+    m2, g2, h2 = train(tmp_path / "straight", 2, data=data)
+    train(tmp_path / "split", 1, data=data)
+    m1, g1, h1 = train(tmp_path / "split", 2, resume=True, data=data)
+    for a, b in zip([*m2.state_dict().values(), *g2.state_dict().values()],
+                    [*m1.state_dict().values(), *g1.state_dict().values()]):
+        assert torch.equal(a, b)
+    assert h1 == [{**h, "seconds": h1[i]["seconds"], "points_per_second":
+                   h1[i]["points_per_second"]} for i, h in enumerate(h2)]
+    lines = (tmp_path / "split" / METRICS).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_checkpoint_holds_everything_needed(tmp_path, data):
+    train(tmp_path, 1, data=data)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert {"model", "guide", "optimizer", "epoch", "history", "rng"} <= set(ckpt)
+    assert ckpt["epoch"] == 1 and set(ckpt["rng"]) >= {"python", "numpy", "torch", "data"}
+    assert not list(tmp_path.glob("*.tmp")), "a temporary checkpoint file was left behind"
+
+
+@pytest.mark.parametrize("validate,message", [
+    (False, r"Loss became nan at epoch 2, step 3\. The last good checkpoint is kept"),
+    (True, r"non-finite parameters at epoch 2, step 3 \(Expected parameter logits.*\)\. "
+           r"The last good checkpoint is kept"),
+])
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path, data, validate, message):
+    pyro.enable_validation(validate)
+    torch.manual_seed(0)
+    model, guide = make_pair("diagonal_normal")
+    fit(model, guide, data, epochs=1, batch_size=32, out_dir=tmp_path, progress=False)
+    before = load_checkpoint(tmp_path / CHECKPOINT)
+    calls = {"n": 0}
+
+    def poison(module, inputs, output):  # the 3rd decoder call of epoch 2 returns NaN
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] == 3 else output
+
+    model.decoder.register_forward_hook(poison)
+    with pytest.raises(TrainingDiverged, match=message), warnings.catch_warnings():
+        # Pyro's own "Encountered NaN: loss" warning precedes our error when validation is off.
+        warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+        fit(model, guide, data, epochs=2, batch_size=32, out_dir=tmp_path, resume=True,
+            progress=False)
+    after = load_checkpoint(tmp_path / CHECKPOINT)
+    assert after["epoch"] == 1
+    for key, value in before["guide"].items():
+        assert torch.equal(value, after["guide"][key])
+    model2, guide2 = make_pair("diagonal_normal")
+    load_checkpoint(tmp_path / CHECKPOINT, model2, guide2)  # still loadable
+
+
+def test_training_improves_heldout_elbo_with_each_objective(data):
+    for objective in ["trace", "meanfield", "tracegraph"]:
+        torch.manual_seed(0)
+        model, guide = make_pair("diagonal_normal")
+        untrained = heldout_elbo(model, guide, data.test)
+        history = fit(model, guide, data, epochs=8, batch_size=32, lr=1e-2, objective=objective,
+                      progress=False)
+        assert history[-1]["heldout_elbo"] > untrained + 1.0, objective
+
+
+def test_minibatch_loss_is_unbiased_for_the_full_data_loss(data):
+    """The data plate scales a batch's log-densities by N / B: the mean over batches of the
+    minibatch loss equals the full-data loss (here exactly, with one fixed latent draw)."""
+    from zoo.infer import get_objective
+
+    model, guide = make_pair("diagonal_normal")
+    x = data.train.dense().bernoulli(generator=torch.Generator().manual_seed(0))
+    loss_fn = get_objective("trace", max_plate_nesting=1)(model, guide)
+    eps = torch.randn(len(x), 3)
+
+    def fixed_noise(start):  # the same reparameterization noise for each data point
+        def fn(msg):
+            if msg["name"] == "z" and not msg["is_observed"]:
+                base = msg["fn"].base_dist
+                msg["value"] = base.loc + base.scale * eps[start:start + len(base.loc)]
+        return fn
+
+    with torch.no_grad():
+        full = _loss_with(loss_fn, guide, x, len(x), fixed_noise(0))
+        batches = [_loss_with(loss_fn, guide, x[i:i + 40], len(x), fixed_noise(i))
+                   for i in range(0, len(x), 40)]
+    torch.testing.assert_close(torch.stack(batches).mean(), full, rtol=1e-5, atol=1e-3)
+
+
+def _loss_with(loss_fn, guide, x, num_data, fn):
+    from pyro import poutine
+    from pyro.poutine.messenger import Messenger
+
+    class SetNoise(Messenger):
+        def _pyro_sample(self, msg):
+            fn(msg)
+
+    with SetNoise():
+        tr = poutine.trace(guide).get_trace(x, num_data=num_data)
+    return loss_fn.elbo.differentiable_loss(
+        loss_fn.model, poutine.replay(guide, trace=tr), x, num_data=num_data)
+
+
+def test_cuda_is_refused_clearly_without_a_gpu(data):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    model, guide = make_pair("diagonal_normal")
+    with pytest.raises(ValueError, match="torch sees no CUDA device"):
+        fit(model, guide, data, epochs=1, device="cuda", progress=False)

@@ -1,0 +1,263 @@
+"""Command line: ``zoo list | train | evaluate | sample | data``.
+
+::
+
+    zoo list
+    zoo train vae --guide householder --elbo meanfield --data digits --epochs 20 --out runs/x
+    zoo evaluate runs/x
+    zoo sample runs/x
+    zoo data download mnist --out data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pyro
+import torch
+
+from zoo import data as zoo_data
+from zoo import runs
+from zoo.evaluation import heldout_elbo
+from zoo.infer import list_objectives
+from zoo.registry import find_model, list_guides, list_models
+from zoo.train import TrainConfig, TrainingDiverged, fit
+
+
+def parse_options(pairs) -> dict:
+    """``["hidden_dims=[200,200]", "likelihood=gaussian"]`` -> dict, values parsed as JSON when
+    they parse (numbers, lists, booleans), else kept as strings."""
+    options = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"Option {pair!r} is not of the form key=value.")
+        key, value = pair.split("=", 1)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+# --------------------------------------------------------------------------------------- list
+def cmd_list(args):
+    print(f"{'model':<12} {'default guide':<16} guides that fit")
+    for name in list_models():
+        model = find_model(name)()
+        print(f"{name:<12} {model.default_guide:<16} {', '.join(list_guides(model))}")
+    print(f"\nobjectives (--elbo): {', '.join(list_objectives())}")
+    print(f"datasets (--data):   {', '.join(zoo_data.list_datasets())}, "
+          f"or a file: {', '.join(f for f in zoo_data.list_formats() if f != 'dir')}, "
+          f"or an MNIST IDX folder")
+
+
+# -------------------------------------------------------------------------------------- train
+def train_config_from_args(model_cls, args) -> TrainConfig:
+    """Defaults, then the model's published settings (e.g. AVITM's Adam beta1 = 0.99), then
+    what the user typed."""
+    config = {**asdict(TrainConfig()), **getattr(model_cls, "default_train_config", {})}
+    given = {
+        "objective": args.elbo, "num_particles": args.num_particles, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "clip_norm": args.clip_norm,
+        "seed": args.seed, "device": args.device,
+    }
+    config.update({k: v for k, v in given.items() if v is not None})
+    if args.beta1 is not None or args.beta2 is not None:
+        beta1, beta2 = config["betas"]
+        config["betas"] = (args.beta1 if args.beta1 is not None else beta1,
+                           args.beta2 if args.beta2 is not None else beta2)
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in config.items() if k in names})
+
+
+def final_summary(model, guide, dataset, history, config: TrainConfig) -> dict:
+    summary = {
+        "epochs": len(history),
+        "heldout_elbo": history[-1]["heldout_elbo"] if history else None,
+        "seconds_per_epoch": (sum(h["seconds"] for h in history) / len(history)
+                              if history else None),
+    }
+    summary.update(extra_metrics(model, guide, dataset))
+    return summary
+
+
+def extra_metrics(model, guide, dataset) -> dict:
+    """Metrics beyond the ELBO that the field reports for this kind of data."""
+    if dataset.kind == "text" and hasattr(model, "topic_word_matrix"):
+        from zoo.topics import topics_summary
+
+        return topics_summary(model, guide, dataset)
+    return {}
+
+
+def write_figures(run_dir, model, guide, dataset, history):
+    from zoo import plots
+
+    run_dir = Path(run_dir)
+    if hasattr(plots, "plot_training_curves") and history:
+        plots.plot_training_curves(history, path=run_dir / "training_curves.png")
+    if dataset.kind == "image" and hasattr(model, "observation_dist"):
+        write_samples(run_dir, model, guide, dataset, num=50)
+    plots.plt.close("all")
+
+
+@torch.no_grad()
+def write_samples(run_dir, model, guide, dataset, num=50, seed=0):
+    """Prior samples (means of p(x|z)) and reconstructions of held-out images."""
+    from zoo import plots
+
+    pyro.set_rng_seed(seed)
+    shape = dataset.meta.get("image_shape", (1, dataset.num_features))
+    z = torch.randn(num, model.latent_dim)
+    samples = model.observation_dist(z).base_dist.mean
+    plots.image_grid(samples, shape, title="samples from the model",
+                     path=Path(run_dir) / "samples.png")
+    x = dataset.test.batch(torch.arange(min(num, len(dataset.test))))
+    z_post = guide(x)["z"]
+    recon = model.observation_dist(z_post).base_dist.mean
+    plots.reconstruction_grid(x, recon, shape, path=Path(run_dir) / "reconstructions.png")
+
+
+def cmd_train(args):
+    model_cls = find_model(args.model)
+    data_spec = {"name": args.data, "options": parse_options(args.data_opt)}
+    dataset = runs.load_data(data_spec)
+    config = train_config_from_args(model_cls, args)
+    pyro.set_rng_seed(config.seed)  # the initial weights too are fixed by --seed
+    model, guide = runs.build(args.model, args.guide, dataset, parse_options(args.model_opt),
+                              parse_options(args.guide_opt))
+    out = Path(args.out)
+    if not args.resume:
+        runs.write_config(out, model, guide, data_spec, config)
+    print(f"training {args.model} with guide {guide.registry_name}, objective "
+          f"{config.objective}, on {dataset}", file=sys.stderr)
+    try:
+        history = fit(model, guide, dataset, config, out_dir=out, resume=args.resume,
+                      progress=False if args.quiet else None)
+    except TrainingDiverged as e:
+        sys.exit(f"error: {e}")
+    summary = final_summary(model, guide, dataset, history, config)
+    runs.write_summary(out, summary)
+    write_figures(out, model, guide, dataset, history)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+# ----------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args):
+    model, guide, dataset, config, ckpt = runs.load_run(args.run, device=args.device)
+    pyro.set_rng_seed(args.seed)
+    summary = {
+        "epochs": ckpt["epoch"],
+        "heldout_elbo": heldout_elbo(model, guide, dataset.test, num_particles=args.elbo_particles,
+                                     device=args.device),
+    }
+    summary.update(extra_metrics(model, guide, dataset))
+    if args.num_particles:
+        from zoo.infer.importance import importance_summary
+
+        summary.update(importance_summary(model, guide, dataset.test, args.num_particles,
+                                          chunk_size=args.chunk_size, batch_size=args.batch_size))
+    runs.write_summary(args.run, summary)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def cmd_sample(args):
+    model, guide, dataset, config, _ = runs.load_run(args.run)
+    if dataset.kind != "image":
+        sys.exit(f"error: `zoo sample` draws images; {args.run} holds a {dataset.kind} model. "
+                 "For topic models use `zoo topics RUN`.")
+    write_samples(args.run, model, guide, dataset, num=args.num, seed=args.seed)
+    print(f"wrote {Path(args.run) / 'samples.png'} and {Path(args.run) / 'reconstructions.png'}")
+
+
+def cmd_download(args):
+    if args.dataset != "mnist":
+        sys.exit(f"error: no download for {args.dataset!r}; available: mnist")
+    from zoo.data.mnist import download_mnist
+
+    print(download_mnist(args.out, log=print))
+
+
+# ------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="models, the guides that fit each, objectives, datasets")
+
+    t = sub.add_parser("train", help="train a model and guide; writes a run folder")
+    t.add_argument("model")
+    t.add_argument("--guide", help="guide family (default: the model's default guide)")
+    t.add_argument("--elbo", help="objective: " + ", ".join(list_objectives()))
+    t.add_argument("--num-particles", type=int)
+    t.add_argument("--data", default="digits", help="dataset name or file (default: digits)")
+    t.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
+                   help="loader option, e.g. binarize=false (repeatable)")
+    t.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
+                   help="model option, e.g. latent_dim=10 (repeatable)")
+    t.add_argument("--guide-opt", action="append", metavar="KEY=VALUE",
+                   help="guide option, e.g. num_flows=8 (repeatable)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--beta1", type=float)
+    t.add_argument("--beta2", type=float)
+    t.add_argument("--clip-norm", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--threads", type=int,
+                   help="torch CPU threads (1 is fastest when other processes share the cores)")
+
+    e = sub.add_parser("evaluate", help="recompute held-out metrics from a run's checkpoint")
+    e.add_argument("run")
+    e.add_argument("--num-particles", type=int, default=0,
+                   help="add the importance-sampled log-likelihood with this many particles")
+    e.add_argument("--chunk-size", type=int, default=500)
+    e.add_argument("--batch-size", type=int, default=100)
+    e.add_argument("--elbo-particles", type=int, default=1)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, help="torch CPU threads")
+
+    s = sub.add_parser("sample", help="PNG grids of samples and reconstructions")
+    s.add_argument("run")
+    s.add_argument("--num", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+
+    d = sub.add_parser("data", help="fetch or prepare data sets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dl = dsub.add_parser("download", help="download a data set (only when asked)")
+    dl.add_argument("dataset", choices=["mnist"])
+    dl.add_argument("--out", required=True)
+    dl.set_defaults(func=cmd_download)
+    return parser
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample}
+
+
+def main(argv=None):
+    pyro.settings.set(module_local_params=True)
+    args = build_parser().parse_args(argv)
+    func = getattr(args, "func", None) or COMMANDS[args.command]
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        func(args)
+    except ValueError as e:  # bad input: say what and where, no traceback
+        sys.exit(f"error: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+r"""Correlated topic model: a logistic-normal prior with a learned mean and full covariance.
+
+Blei & Lafferty's CTM [1] replaces LDA's Dirichlet by a logistic normal whose covariance says
+which topics occur together. As in NVCTM [2] the posterior is amortized by an encoder (a guide:
+``diagonal_normal``, ``householder`` or ``ctf``), and as in Blei & Lafferty the prior's mean and
+covariance are learned by maximizing the ELBO (empirical Bayes):
+
+.. math::
+
+    \beta_k &= \mathrm{softmax}(\lambda_k) \in \Delta^{V-1}, \quad k = 1..K
+        \quad\text{(topic-word distributions, point-estimated)}, \\
+    z_d &\sim \mathcal{N}(\mu_0, \Sigma_0), \qquad \Sigma_0 = L L^\top,
+        \quad \theta_d = \mathrm{softmax}(z_d), \\
+    x_d \mid z_d &\sim \mathrm{Multinomial}\big(N_d,\; \theta_d^\top \beta\big),
+
+with :math:`L` lower triangular with a positive diagonal (its log is the parameter), initialized
+at the Laplace approximation of :math:`\mathrm{Dir}(\alpha)` in the softmax basis [3]
+(:func:`~zoo.models.priors.dirichlet_laplace_approximation`): :math:`\mu_0 = 0`,
+:math:`L = \sqrt{1 - 1/K}\, I` for :math:`\alpha = 1`. The decoder is a mixture of topics (LDA's
+and AVITM's NVLDA [3]), with dropout on :math:`\theta` while training.
+
+**Correlations.** softmax is invariant to adding a constant to :math:`z`, so the likelihood
+says nothing about :math:`\Sigma_0` along :math:`\mathbf{1}`; :func:`topic_correlations` reports
+the correlation matrix of the identifiable part :math:`C \Sigma_0 C`,
+:math:`C = I - \mathbf{1}\mathbf{1}^\top/K` (Blei & Lafferty fix :math:`z_K = 0` for the same
+reason). ``centered=False`` gives the raw :math:`\Sigma_0`.
+
+**References:**
+
+1. *Correlated Topic Models*, D. M. Blei, J. D. Lafferty, NIPS 2005 (and *A correlated topic model
+   of Science*, Ann. Appl. Stat. 1(1), 2007)
+2. *Neural Variational Correlated Topic Modeling*, L. Liu, H. Huang, Y. Gao, Y. Zhang, X. Wei,
+   WWW 2019, doi:10.1145/3308558.3313561
+3. *Autoencoding Variational Inference for Topic Models*, A. Srivastava, C. Sutton (2017),
+   arXiv:1703.01488
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from zoo.models.base import LatentSite, ZooModel
+from zoo.models.priors import dirichlet_laplace_approximation
+from zoo.registry import register_model
+
+
+@register_model("ctm")
+class CTM(ZooModel):
+    """:param int input_dim: vocabulary size V
+    :param int num_topics: K
+    :param float alpha: symmetric Dirichlet concentration whose Laplace approximation is the
+        initial prior (AVITM uses 1)
+    :param float theta_dropout: dropout on the topic proportions while training (NVLDA: 0.25)
+    :param bool learn_prior: learn the prior mean and Cholesky factor (else keep the Laplace
+        prior fixed: a logistic-normal NVLDA)
+    """
+
+    default_guide = "ctf"
+    encoder_input = "log1p"
+
+    def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
+                 theta_dropout: float = 0.25, learn_prior: bool = True):
+        super().__init__()
+        self.config = dict(input_dim=input_dim, num_topics=num_topics, alpha=alpha,
+                           theta_dropout=theta_dropout, learn_prior=learn_prior)
+        self.num_topics = num_topics
+        loc, scale = dirichlet_laplace_approximation(torch.full((num_topics,), float(alpha)))
+        self.prior_loc = nn.Parameter(loc, requires_grad=learn_prior)  # [K]
+        self.prior_log_diag = nn.Parameter(scale.log(), requires_grad=learn_prior)  # [K]
+        self.prior_offdiag = nn.Parameter(torch.zeros(num_topics, num_topics),
+                                          requires_grad=learn_prior)  # [K, K], strict lower used
+        # Topic-word logits lambda, small random init so the topics start apart.
+        self.topic_logits = nn.Parameter(0.01 * torch.randn(num_topics, input_dim))  # [K, V]
+        self.theta_dropout = nn.Dropout(theta_dropout)
+
+    def latent_sites(self):
+        return (LatentSite("doc_logits", "real", (self.num_topics,)),)
+
+    @classmethod
+    def data_config(cls, dataset) -> dict:
+        return {"input_dim": dataset.num_features}
+
+    def prior_scale_tril(self) -> torch.Tensor:
+        """Cholesky factor L of the prior covariance, ``[K, K]``."""
+        return torch.tril(self.prior_offdiag, -1) + torch.diag_embed(self.prior_log_diag.exp())
+
+    def prior_covariance(self) -> torch.Tensor:
+        L = self.prior_scale_tril()
+        return L @ L.T  # [K, K]
+
+    def prior(self) -> dist.MultivariateNormal:
+        return dist.MultivariateNormal(self.prior_loc, scale_tril=self.prior_scale_tril())
+
+    def topic_words(self) -> torch.Tensor:
+        """Topic-word probabilities beta, ``[K, V]``, rows on the simplex."""
+        return F.softmax(self.topic_logits, dim=-1)
+
+    def word_probs(self, doc_logits: torch.Tensor) -> torch.Tensor:
+        """p(w | z) = softmax(z)^T beta for ``doc_logits [..., K]``; returns ``[..., V]``."""
+        theta = self.theta_dropout(F.softmax(doc_logits, dim=-1))  # [..., K]
+        return theta @ self.topic_words()  # [..., V]
+
+    def forward(self, x: torch.Tensor | None = None, num_data: int | None = None,
+                batch_size: int = 1, doc_length: int = 100):
+        """Score counts ``x [batch, V]``; with ``x=None`` draw ``batch_size`` documents of
+        ``doc_length`` words from the prior."""
+        if x is None:
+            x_template = self.topic_logits.new_empty(batch_size, self.config["input_dim"])
+        else:
+            x_template = x
+        with self.data_plate(x_template, num_data):
+            z = pyro.sample("doc_logits", self.prior())  # [batch, K]
+            probs = self.word_probs(z)  # [batch, V]
+            # Multinomial.log_prob takes N_d from the observed counts; total_count only matters
+            # for sampling, so validation (which compares it with the row sums) is off.
+            total = doc_length if x is None else 1
+            return pyro.sample(
+                "words", dist.Multinomial(total, probs=probs, validate_args=False), obs=x
+            )
+
+
+def topic_correlations(model: CTM, centered: bool = True) -> torch.Tensor:
+    r"""The correlation matrix ``[K, K]`` of the learned prior covariance :math:`\Sigma_0`
+    (of :math:`C\Sigma_0 C` when ``centered``, the part softmax can identify; see the module
+    docstring). Entries are in [-1, 1] with a unit diagonal."""
+    with torch.no_grad():
+        cov = model.prior_covariance()
+        if centered:
+            k = cov.shape[0]
+            c = torch.eye(k, dtype=cov.dtype) - 1.0 / k
+            cov = c @ cov @ c
+        sd = cov.diagonal().clamp_min(1e-12).sqrt()
+        return (cov / sd[:, None] / sd[None, :]).clamp(-1.0, 1.0)
+
+
+def top_correlated_pairs(corr: torch.Tensor, n: int = 10) -> list[tuple[int, int, float]]:
+    """The ``n`` topic pairs ``(i, j, r_ij)`` with ``i < j`` of largest ``|r_ij|``."""
+    k = corr.shape[0]
+    i, j = torch.triu_indices(k, k, offset=1)
+    values = corr[i, j]
+    order = values.abs().argsort(descending=True)[:n]
+    return [(int(i[o]), int(j[o]), float(values[o])) for o in order]

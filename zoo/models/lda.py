@@ -1,0 +1,114 @@
+r"""Latent Dirichlet allocation with the topic assignments summed out.
+
+.. math::
+
+    \beta_k &\sim \mathrm{Dir}(\eta\,\mathbf{1}_V), \qquad k = 1..K
+        \quad\text{(global "topic_words", in the "topics" plate)}, \\
+    \theta_d &\sim \mathrm{Dir}(\alpha\,\mathbf{1}_K), \qquad d = 1..D
+        \quad\text{(local "doc_topics", in the "documents" plate)}, \\
+    z_{dn} \mid \theta_d &\sim \mathrm{Cat}(\theta_d), \qquad
+    w_{dn} \mid z_{dn}, \beta \sim \mathrm{Cat}(\beta_{z_{dn}}), \qquad n = 1..N_d.
+
+The per-word topic assignments :math:`z_{dn}` are **summed out** exactly: for each word,
+:math:`p(w_{dn} = v \mid \theta_d, \beta) = \sum_k \theta_{dk}\beta_{kv} = (\theta_d^\top\beta)_v`,
+so the bag of words :math:`x_d \in \mathbb{N}^V` (counts, :math:`N_d = \sum_v x_{dv}`) is
+
+.. math::
+
+    x_d \mid \theta_d, \beta \sim \mathrm{Multinomial}\big(N_d,\; \theta_d^\top \beta\big),
+
+the collapsed form used by AVITM's NVLDA [2] and suggested for Pyro's ``lda.py``; no discrete
+latent is left, so every guide can be reparameterized. The Multinomial includes the
+coefficient :math:`\log N_d! - \sum_v \log x_{dv}!`; :mod:`zoo.topics` removes it when it
+reports a perplexity, which is the word-sequence form scikit-learn and Gibbs samplers report.
+
+The topics :math:`\beta` are global: they sit outside :meth:`ZooModel.data_plate`, whose
+subsampling scales the document terms by :math:`D/B`, so a minibatch ELBO is an unbiased
+estimate of the full-corpus ELBO with the topic prior counted once. Guides: ``dirichlet``
+(default) and ``logistic_normal``.
+
+**References:**
+
+1. *Latent Dirichlet Allocation*, D. M. Blei, A. Y. Ng, M. I. Jordan, JMLR 3 (2003)
+2. *Autoencoding Variational Inference for Topic Models*, A. Srivastava, C. Sutton (2017),
+   arXiv:1703.01488
+3. *Online Learning for Latent Dirichlet Allocation*, M. D. Hoffman, D. M. Blei, F. Bach,
+   NeurIPS (2010) (the priors :math:`\alpha = \eta = 1/K` are scikit-learn's defaults)
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from zoo.models.base import LatentSite, ZooModel
+from zoo.registry import register_model
+
+
+@register_model("lda")
+class LDA(ZooModel):
+    """:param int input_dim: vocabulary size :math:`V`
+    :param int num_topics: :math:`K`
+    :param float doc_concentration: :math:`\\alpha` (default :math:`1/K`)
+    :param float topic_concentration: :math:`\\eta` (default :math:`1/K`)
+    """
+
+    default_guide = "dirichlet"
+    plate_name = "documents"
+    topics_plate = "topics"
+    #: the "topics" plate and the "documents" plate are never nested, both use dim -1
+    max_plate_nesting = 1
+    encoder_input = "log1p"
+    #: site name -> name of the plate its leading dimension lives in (read by guides)
+    global_plates = {"topic_words": "topics"}
+    default_guide_options = dict(hidden_dims=(100, 100), activation="softplus")
+    default_train_config = dict(lr=1e-2, betas=(0.9, 0.999), batch_size=200)
+
+    def __init__(self, input_dim: int = 2000, num_topics: int = 20,
+                 doc_concentration: float | None = None,
+                 topic_concentration: float | None = None):
+        super().__init__()
+        alpha = 1.0 / num_topics if doc_concentration is None else float(doc_concentration)
+        eta = 1.0 / num_topics if topic_concentration is None else float(topic_concentration)
+        if alpha <= 0 or eta <= 0:
+            raise ValueError("doc_concentration and topic_concentration must be positive")
+        self.config = dict(input_dim=input_dim, num_topics=num_topics,
+                           doc_concentration=alpha, topic_concentration=eta)
+        self.num_topics = num_topics
+        self.vocab_size = input_dim
+        # Buffers, not parameters: the priors are fixed, and they follow the module's device.
+        self.register_buffer("alpha", torch.full((num_topics,), alpha))
+        self.register_buffer("eta", torch.full((input_dim,), eta))
+
+    def latent_sites(self):
+        return (
+            LatentSite("topic_words", "simplex", (self.num_topics, self.vocab_size), local=False),
+            LatentSite("doc_topics", "simplex", (self.num_topics,)),
+        )
+
+    def forward(self, x: torch.Tensor | None = None, num_data: int | None = None,
+                batch_size: int = 1, doc_length: int = 50):
+        """Score a batch of word counts ``x`` ``[batch, V]``; with ``x=None`` draw
+        ``batch_size`` documents of ``doc_length`` words from the prior."""
+        if x is None:
+            x_template = self.alpha.new_zeros(batch_size, self.vocab_size)
+            total_count = doc_length
+        else:
+            x_template = x
+            # torch's Multinomial.log_prob ignores total_count (it uses each row's sum); the
+            # maximum keeps the support check valid for every row.
+            total_count = max(int(x.sum(-1).max().item()), 1)
+        with pyro.plate(self.topics_plate, self.num_topics):
+            topic_words = pyro.sample("topic_words", dist.Dirichlet(self.eta))  # [K, V]
+        with self.data_plate(x_template, num_data):
+            theta = pyro.sample("doc_topics", dist.Dirichlet(self.alpha))  # [..., batch, K]
+            probs = theta @ topic_words  # [..., batch, V]: z summed out
+            return pyro.sample("x", dist.Multinomial(total_count, probs), obs=x)
+
+    def topic_word_matrix(self, guide=None) -> torch.Tensor:
+        """Posterior mean of the topics, ``[K, V]``, read from the guide."""
+        if guide is None or not hasattr(guide, "posterior_mean"):
+            raise ValueError("LDA's topics are latent: pass the trained guide (a 'dirichlet' or "
+                             "'logistic_normal' guide) to read their posterior mean.")
+        return guide.posterior_mean("topic_words")
