@@ -7,3 +7,4 @@ from guides.householder import HouseholderGuide, HouseholderNormal  # noqa: F401
 from guides import low_rank_normal  # noqa: F401
 from guides import ctf  # noqa: F401,E402  (centralized transformation flow; CTM)
 from guides import dirichlet, logistic_normal  # noqa: F401,E402  (simplex guides, issue 3)
+from guides import categorical  # noqa: F401,E402  (discrete local latents, issue 4)

@@ -9,14 +9,13 @@ guide's parameters alone and a checkpoint can store model and guide separately.
 from __future__ import annotations
 
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
-from zoo.models.base import encoder_input
+from zoo.models.base import LocalParamsModule, encoder_input
 from zoo.models.nets import mlp
 
 
-class AmortizedGuide(PyroModule):
+class AmortizedGuide(LocalParamsModule):
     """Base of guides whose parameters are computed from ``x`` by an encoder network.
 
     :param model: the :class:`~zoo.models.base.ZooModel` to approximate the posterior of

@@ -10,6 +10,7 @@ from pyro.infer import Trace_ELBO
 from guides.diagonal_normal import DiagonalNormalGuide
 from zoo.data import load
 from zoo.evaluation import heldout_elbo
+from zoo.infer.importance import log_likelihood
 from zoo.models.dlgm import DLGM
 from zoo.models.vae import VAE
 from zoo.registry import get_guide
@@ -116,3 +117,8 @@ def test_two_layer_dlgm_learns_digits(guide_name):
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
     assert elbos[-1] > elbos[0] > before
     assert elbos[-1] > -40.0  # nats per 8x8 image; the untrained model scores about -45
+    # the importance-sampled log-likelihood (K = 100) sits above the ELBO
+    pyro.set_rng_seed(1)
+    result = log_likelihood(model, guide, data.test, num_particles=100, chunk_size=100)
+    assert torch.isfinite(result.log_likelihood).all()
+    assert result.log_likelihood.mean().item() > elbos[-1]

@@ -147,7 +147,9 @@ def npmi(topics, reference, top_n: int = 10, mode: str = "document", window: int
     num_words = counts.shape[1] if counts is not None else None
     top = _topics(topics, top_n, "top_n")  # [K, n]
     if num_words is not None and (top.min() < 0 or top.max() >= num_words):
-        raise ValueError(f"top word ids must lie in 0..{num_words - 1} (the reference's vocabulary).")
+        raise ValueError(
+            f"top word ids must lie in 0..{num_words - 1} (the reference's vocabulary)."
+        )
     for k, row in enumerate(top):
         if np.unique(row).size != top_n:
             raise ValueError(f"topic {k} repeats a word among its top {top_n}: {row.tolist()}.")
@@ -168,7 +170,7 @@ def npmi(topics, reference, top_n: int = 10, mode: str = "document", window: int
     num_docs = occurs.shape[0]
     if num_docs == 0:
         raise ValueError("the reference corpus is empty.")
-    together = np.asarray((occurs.T @ occurs).todense())  # [U, U], document frequencies on the diagonal
+    together = np.asarray((occurs.T @ occurs).todense())  # [U, U], frequencies on the diagonal
     pos = np.searchsorted(words, top)  # [K, n] columns of each topic's words
     i, j = np.triu_indices(top_n, k=1)  # the n(n-1)/2 unordered pairs
     p_ij = together[pos[:, i], pos[:, j]] / num_docs  # [K, P]

@@ -42,3 +42,94 @@ def reconstruction_grid(originals, reconstructions, image_shape, path=None):
         rows.append(reconstructions[start:start + 10])
     return image_grid(np.concatenate(rows), image_shape, ncols=10,
                       title="data (odd rows) and reconstructions (even rows)", path=path)
+
+
+# --- Topic models: top words, document proportions, training curves -----------------------------
+
+
+def _as_array(x) -> np.ndarray:
+    """A float numpy array from a numpy array, a list or a (CPU or GPU) torch tensor."""
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=float)
+
+
+def plot_topic_top_words(topic_word, vocab, n_words: int = 10, path=None, ncols: int = 5,
+                         topics=None):
+    """Horizontal bars of each topic's ``n_words`` heaviest words, heaviest on top.
+
+    :param topic_word: ``[K, V]`` topic-word probabilities (or weights; the bars show the values)
+    :param vocab: the ``V`` words
+    :param topics: which topics to draw (default all)
+    """
+    topic_word = _as_array(topic_word)
+    if topic_word.ndim != 2 or topic_word.shape[1] != len(vocab):
+        raise ValueError(f"topic_word must be [topics, {len(vocab)}], got {topic_word.shape}.")
+    topics = list(range(topic_word.shape[0])) if topics is None else list(topics)
+    ncols = max(1, min(ncols, len(topics)))
+    nrows = int(np.ceil(len(topics) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 0.22 * n_words * nrows + 0.6),
+                             squeeze=False)
+    for ax in axes.flat[len(topics):]:
+        ax.axis("off")
+    for ax, k in zip(axes.flat, topics):
+        ids = np.argsort(-topic_word[k], kind="stable")[:n_words]
+        ax.barh(np.arange(len(ids))[::-1], topic_word[k, ids], color="tab:blue")
+        ax.set_yticks(np.arange(len(ids))[::-1], [vocab[i] for i in ids], fontsize=7)
+        ax.set_title(f"topic {k}", fontsize=8)
+        ax.tick_params(axis="x", labelsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_document_topics(doc_topic, path=None, max_documents: int = 100, titles=None):
+    """A heat map of document-topic proportions ``[D, K]`` (rows: the first ``max_documents``
+    documents, labelled by ``titles`` when given; columns: topics)."""
+    doc_topic = _as_array(doc_topic)
+    if doc_topic.ndim != 2:
+        raise ValueError(f"doc_topic must be [documents, topics], got shape {doc_topic.shape}.")
+    shown = doc_topic[:max_documents]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.2 * shown.shape[1] + 2),
+                                    max(3.0, 0.12 * shown.shape[0] + 1)))
+    image = ax.imshow(shown, aspect="auto", cmap="viridis", interpolation="nearest", vmin=0.0)
+    ax.set_xlabel("topic")
+    ax.set_ylabel("document")
+    if titles is not None:
+        ax.set_yticks(np.arange(len(shown)), [str(t)[:40] for t in titles[: len(shown)]],
+                      fontsize=5)
+    fig.colorbar(image, ax=ax, label="proportion")
+    ax.set_title(f"document-topic proportions ({len(shown)} of {len(doc_topic)} documents)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_training_curves(history, path=None):
+    """Training loss, held-out ELBO and, when recorded, perplexity and NPMI, per epoch.
+
+    :param history: a list of dicts (one per epoch) with ``epoch``, ``train_loss``,
+        ``heldout_elbo`` and optionally ``perplexity``, ``npmi``; or the path of a run's
+        ``metrics.jsonl`` (one such dict per line). Missing values are skipped.
+    """
+    if isinstance(history, (str, bytes)) or hasattr(history, "read_text"):
+        import json
+        from pathlib import Path
+
+        lines = Path(history).read_text().splitlines()
+        history = [json.loads(line) for line in lines if line.strip()]
+    if not history:
+        raise ValueError("history is empty: nothing to plot.")
+    panels = [(key, label) for key, label in (
+        ("train_loss", "training loss"), ("heldout_elbo", "held-out ELBO"),
+        ("perplexity", "held-out perplexity"), ("npmi", "NPMI"),
+    ) if any(record.get(key) is not None for record in history)]
+    if not panels:
+        raise ValueError("history has none of train_loss, heldout_elbo, perplexity, npmi.")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels):
+        points = [(r.get("epoch", i), r[key]) for i, r in enumerate(history)
+                  if r.get(key) is not None]
+        epochs, values = zip(*points)
+        ax.plot(epochs, values, marker="o", markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

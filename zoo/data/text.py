@@ -99,7 +99,10 @@ class SparseCountsSplit(Split):
     def subset(self, index) -> SparseCountsSplit:
         """The documents ``index`` (an integer array) as a new split."""
         index = np.asarray(index, dtype=np.int64)
-        pick = (lambda xs: None if xs is None else [xs[i] for i in index])
+
+        def pick(xs):
+            return None if xs is None else [xs[i] for i in index]
+
         labels = None if self.labels is None else self.labels[index]
         return SparseCountsSplit(self.counts[index], pick(self.tokens), labels, pick(self.titles))
 
@@ -241,13 +244,13 @@ def prepare_corpus(input_path, out_path, vocab_size=2000, stop_words="english", 
     )
 
 
-def _number(text):
+def document_frequency(text):
     """An int (a number of documents) or a float (a fraction), as CountVectorizer reads them."""
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
 def _run_prepare(args) -> int:
-    stop_words = None if args.stop_words.lower() == "none" else args.stop_words
+    stop_words = None if args.stop_words == "none" else args.stop_words
     summary = prepare_corpus(args.input, args.out, args.vocab_size, stop_words, args.min_df,
                              args.max_df)
     print(json.dumps(summary, indent=2))
@@ -259,15 +262,18 @@ def add_data_prepare_parser(data_subparsers):
     --vocab-size 2000 --out corpus.npz``. Sets ``func`` (``func(args) -> exit code``)."""
     p = data_subparsers.add_parser(
         "prepare", help="raw text (one document per line) -> .npz bag-of-words corpus",
-        description=prepare_corpus.__doc__,
+        description="Count raw text (one document per line) with scikit-learn's "
+        "CountVectorizer and write a .npz corpus (counts, vocabulary, token sequences) that "
+        "zoo.data.load reads; prints a JSON summary.",
     )
     p.add_argument("input", help="a UTF-8 text file, one document per line")
     p.add_argument("--out", required=True, help="the .npz corpus to write")
     p.add_argument("--vocab-size", type=int, default=2000, help="most frequent words kept")
-    p.add_argument("--stop-words", default="english", help="'english' or 'none'")
-    p.add_argument("--min-df", type=_number, default=1,
+    p.add_argument("--stop-words", default="english", choices=["english", "none"],
+                   help="scikit-learn's English stop-word list, or none")
+    p.add_argument("--min-df", type=document_frequency, default=1,
                    help="ignore words in fewer documents (int) or a smaller fraction (float)")
-    p.add_argument("--max-df", type=_number, default=1.0,
+    p.add_argument("--max-df", type=document_frequency, default=1.0,
                    help="ignore words in more documents (int) or a larger fraction (float)")
     p.set_defaults(func=_run_prepare)
     return p

@@ -117,28 +117,24 @@ def _parse_pairs(path, fields, sizes, num_words, one_based):
     for i, p in enumerate(parts):
         if p[1] != ":" or not p[0] or not p[2]:
             fail(i, "malformed token (expected id:count)")
-    try:
-        ids = np.fromiter(map(int, ids_s), np.int64, count=len(ids_s))
-    except (ValueError, OverflowError):
-        for i, s in enumerate(ids_s):
-            try:
-                int(s)
-            except ValueError:
-                fail(i, f"malformed token: word id {s!r} is not an integer")
-        raise
-    try:
-        counts = np.fromiter(map(float, counts_s), np.float64, count=len(counts_s))
-    except ValueError:
-        for i, s in enumerate(counts_s):
-            try:
-                float(s)
-            except ValueError:
-                fail(i, f"malformed token: count {s!r} is not a number")
-        raise
+
+    def convert(strings, kind, dtype, problem):  # fast path; on failure, find the culprit
+        try:
+            return np.fromiter(map(kind, strings), dtype, count=len(strings))
+        except (ValueError, OverflowError):
+            for i, s in enumerate(strings):
+                try:
+                    np.array(kind(s), dtype)
+                except (ValueError, OverflowError):
+                    fail(i, f"malformed token: {problem.format(s)}")
+            raise
+
+    ids = convert(ids_s, int, np.int64, "word id {!r} is not a 64-bit integer")
+    counts = convert(counts_s, float, np.float64, "count {!r} is not a number")
     base = 1 if one_based else 0
     checks = [
         (np.isnan(counts), "NaN count"),
-        (np.isinf(counts), "infinite count"),
+        (np.isinf(counts) | (counts >= 2.0**53), "infinite or too large count"),
         (counts < 0, "negative count"),
         (counts != np.floor(counts), "fractional count (counts must be whole numbers)"),
         (
@@ -218,17 +214,10 @@ def read_svmlight(path, vocab=None) -> Corpus:
         fields.extend(parts[1:])
         sizes.append(max(len(parts) - 1, 0))
     counts = _parse_pairs(path, fields, sizes, len(words), one_based=True)
-    labels = np.asarray(labels)
-    finite = labels[np.isfinite(labels)]
-    if np.all(finite == np.round(finite)) and np.isfinite(labels).all():
-        labels = labels.astype(np.int64)
+    labels, known = np.asarray(labels), np.isfinite(labels)
+    if np.all(labels[known] == np.round(labels[known])):  # integer classes; -1 on blank lines
+        labels = np.where(known, labels, -1).astype(np.int64)
     return Corpus(counts, words, labels=labels, source=str(path))
-
-
-def _check_words(path, vocab):
-    for i, word in enumerate(vocab):
-        if not word or any(c.isspace() for c in word):
-            raise ValueError(f"{path}: vocabulary word {i} ({word!r}) is empty or has spaces.")
 
 
 def _pairs_lines(counts, base):
@@ -241,7 +230,9 @@ def _pairs_lines(counts, base):
 
 
 def _write_vocab(path, vocab, counts=None):
-    _check_words(path, vocab)
+    for i, word in enumerate(vocab):
+        if not word or any(c.isspace() for c in word):
+            raise ValueError(f"{path}: vocabulary word {i} ({word!r}) is empty or has spaces.")
     totals = None if counts is None else np.asarray(counts.sum(axis=0)).ravel().astype(int)
     lines = vocab if totals is None else [f"{w} {c}" for w, c in zip(vocab, totals)]
     Path(path).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
@@ -292,6 +283,7 @@ def save_npz_corpus(path, counts, vocab, titles=None, labels=None, tokens=None) 
         arrays["token_offsets"] = np.cumsum([0] + [len(t) for t in tokens]).astype(np.int64)
         arrays["token_ids"] = np.concatenate([np.zeros(0, np.int64)] + [
             np.asarray(t, np.int64) for t in tokens])
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

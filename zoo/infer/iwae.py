@@ -51,7 +51,7 @@ from torch.func import functional_call
 from zoo.infer.importance import particle_log_weights
 from zoo.infer.objectives import register_objective
 from zoo.infer.resampling import log_mean_exp
-from zoo.poutine import LogWeightMessenger, particles
+from zoo.poutine import LogWeightMessenger, max_plate_nesting, particles
 
 
 def _detached_call(module):
@@ -103,7 +103,7 @@ class IWAE(ELBO):
 
     def _setup(self, model, guide, args, kwargs):
         if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            self.max_plate_nesting = max_plate_nesting(model, guide, *args, **kwargs)
         return int(self.max_plate_nesting), getattr(model, "plate_name", "data")
 
     def differentiable_loss(self, model, guide, *args, **kwargs):

@@ -75,6 +75,7 @@ class NestedSweep:
 
     loss: torch.Tensor
     log_weight: torch.Tensor
+    level_losses: list = field(default_factory=list)  # [()] per level k = 1..K-1
     particles: list = field(default_factory=list)  # [(S, dim)] per level when kept
     log_weights: list = field(default_factory=list)  # [(S,)] per level when kept
 
@@ -163,6 +164,7 @@ class NestedObjective:
                 if backward:
                     loss.backward()
                     loss = loss.detach()
+                sweep.level_losses.append(loss)
                 sweep.loss = sweep.loss + loss
             log_weight = log_weight + lv.detach()
             z = z.detach()

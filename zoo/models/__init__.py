@@ -7,3 +7,4 @@ from zoo.models import ppca  # noqa
 from zoo.models import dlgm  # noqa: F401
 from zoo.models import ctm  # noqa: F401,E402
 from zoo.models import lda, nvdm, prodlda  # noqa: F401,E402  (topic models, issue 3)
+from zoo.models import mixture  # noqa

@@ -46,7 +46,33 @@ def data_plate(name: str, x: torch.Tensor, num_data: int | None = None) -> pyro.
     return pyro.plate(name, size=size, subsample=torch.arange(batch_size, device=x.device))
 
 
-class ZooModel(PyroModule):
+class LocalParamsModule(PyroModule):
+    """A ``PyroModule`` that skips Pyro's per-access parameter announcements when parameters
+    are module-local.
+
+    On every attribute access of a plain ``torch.nn`` submodule, ``PyroModule.__getattr__``
+    emits one ``param`` effect per parameter of that submodule, so that the global param store
+    and ``poutine.trace(param_only=True)`` can see them (about 0.3 ms per access for an MLP, a
+    quarter of a VAE step's time on 2 cores). Under ``pyro.settings.set(module_local_params=True)``
+    the engine takes parameters from the modules themselves, so we return the submodule directly.
+    In global param-store mode the behaviour is Pyro's, unchanged.
+    """
+
+    def __getattr__(self, name):
+        modules = self.__dict__.get("_modules")
+        if modules is not None and name in modules and _MODULE_LOCAL_PARAMS():
+            module = modules[name]
+            if not isinstance(module, PyroModule):
+                return module
+        return super().__getattr__(name)
+
+
+def _MODULE_LOCAL_PARAMS() -> bool:
+    # pyro.settings.get() imports the owning module on every call; read the flag directly.
+    return pyro.nn.module._MODULE_LOCAL_PARAMS
+
+
+class ZooModel(LocalParamsModule):
     """Base class of every registered model.
 
     Subclasses set ``default_guide``, implement ``latent_sites`` and ``forward``, and keep their

@@ -102,6 +102,8 @@ class CTM(ZooModel):
     def word_probs(self, doc_logits: torch.Tensor) -> torch.Tensor:
         """p(w | z) = softmax(z)^T beta for ``doc_logits [..., K]``; returns ``[..., V]``."""
         theta = self.theta_dropout(F.softmax(doc_logits, dim=-1))  # [..., K]
+        if self.training:  # dropout leaves theta off the simplex: renormalize
+            theta = theta / theta.sum(-1, keepdim=True).clamp_min(1e-12)
         return theta @ self.topic_words()  # [..., V]
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None,
@@ -114,12 +116,12 @@ class CTM(ZooModel):
             x_template = x
         with self.data_plate(x_template, num_data):
             z = pyro.sample("doc_logits", self.prior())  # [batch, K]
-            probs = self.word_probs(z)  # [batch, V]
+            logits = self.word_probs(z).clamp_min(1e-30).log()  # [batch, V]
             # Multinomial.log_prob takes N_d from the observed counts; total_count only matters
             # for sampling, so validation (which compares it with the row sums) is off.
             total = doc_length if x is None else 1
             return pyro.sample(
-                "words", dist.Multinomial(total, probs=probs, validate_args=False), obs=x
+                "words", dist.Multinomial(total, logits=logits, validate_args=False), obs=x
             )
 
 

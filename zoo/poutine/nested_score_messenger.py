@@ -40,8 +40,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
-
 import pyro.distributions as dist
 import torch
 from pyro.distributions.util import scale_and_mask
@@ -62,15 +60,6 @@ def detach_params(fn):
             f"Cannot stop the parameter gradients of {type(fn).__name__} for stl=True; use a "
             "distribution built from its arg_constraints (Normal, ...) or pass stl=False."
         ) from error
-
-
-def _without_rsample(fn):
-    """A shallow copy of ``fn`` whose ``__call__`` draws with ``sample`` (no pathwise gradient)."""
-    if isinstance(fn, dist.Independent):
-        return dist.Independent(_without_rsample(fn.base_dist), fn.reinterpreted_batch_ndims)
-    if isinstance(fn, dist.ExpandedDistribution):
-        return _without_rsample(fn.base_dist).expand(fn.batch_shape)
-    return copy.copy(fn).has_rsample_(False)
 
 
 class NestedScoreMessenger(Messenger):
@@ -104,12 +93,12 @@ class NestedScoreMessenger(Messenger):
     def _pyro_sample(self, msg):
         latent = not msg["is_observed"] and msg["value"] is None
         msg["infer"]["_nested_latent"] = latent
-        if latent and not self.reparameterized:
-            # Pyro's sampler calls fn.sample() (no pathwise gradient) when has_rsample is False.
-            msg["fn"] = _without_rsample(msg["fn"])
 
     def _pyro_post_sample(self, msg):
         fn = msg["fn"]
+        if not self.reparameterized and msg["infer"].get("_nested_latent", False):
+            # A detached draw is a draw without pathwise gradient; the program gets this value.
+            msg["value"] = msg["value"].detach()
         if self.stl and msg["infer"].get("_nested_latent", False):
             fn = detach_params(fn)
         log_prob = scale_and_mask(fn.log_prob(msg["value"]), msg["scale"], msg["mask"])
