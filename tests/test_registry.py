@@ -47,7 +47,7 @@ def test_pair_takes_a_finite_step_and_sites_match(model_name, guide_name):
     assert sampled == declared, "the guide's sample sites differ from the model's latent sites"
     for site in model.latent_sites():
         value = guide_trace.nodes[site.name]["value"]
-        assert value.shape[-len(site.event_shape):] == site.event_shape
+        assert value.shape[value.dim() - len(site.event_shape):] == site.event_shape
 
     loss_fn = get_objective("trace", max_plate_nesting=model.max_plate_nesting)(model, guide)
     loss = loss_fn(x, num_data=100)
