@@ -57,23 +57,30 @@ def logistic_normal(loc: torch.Tensor, scale: torch.Tensor):
 class LogisticNormalGuide(SimplexGuide):
     """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
     :param hidden_dims: encoder widths
+    :param float loc_bound: documents' Gaussian locations are squashed into
+        ``(-loc_bound, loc_bound)`` by ``loc_bound * tanh(raw / loc_bound)``
     :param float global_init_scale: initial standard deviation of the topics' Gaussians
     :param int posterior_samples: samples averaged by :meth:`posterior_mean`
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 global_init_scale=0.1, posterior_samples=256):
+                 loc_bound=8.0, global_init_scale=0.1, posterior_samples=256):
+        self.loc_bound = float(loc_bound)
         self.global_init_scale = float(global_init_scale)
         self.posterior_samples = int(posterior_samples)
         super().__init__(model, hidden_dims, activation, dropout)
-        self.options.update(global_init_scale=global_init_scale,
+        self.options.update(loc_bound=loc_bound, global_init_scale=global_init_scale,
                             posterior_samples=posterior_samples)
 
     def local_dim(self, size: int) -> int:
         return 2 * (size - 1)  # loc and raw scale of K - 1 free coordinates
 
     def local_dist(self, raw):
-        loc, raw_scale = raw.chunk(2, dim=-1)  # [batch, K-1] each
+        raw_loc, raw_scale = raw.chunk(2, dim=-1)  # [batch, K-1] each
+        # A soft bound on the location: under a Dirichlet prior with alpha < 1 the ELBO rewards
+        # proportions ever closer to 0, and an unbounded location lets one large step push a
+        # stick below float32's range (log 0 in the Jacobian).
+        loc = self.loc_bound * torch.tanh(raw_loc / self.loc_bound)
         return logistic_normal(loc, F.softplus(raw_scale) + 1e-4)
 
     def init_global(self, shape):

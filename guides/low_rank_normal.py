@@ -13,7 +13,7 @@ default rank is :math:`r = 1`. Sampling and the log-density cost :math:`O(d r^2)
 :class:`~pyro.distributions.LowRankMultivariateNormal` (Woodbury and the matrix determinant
 lemma), against :math:`O(d^3)` for a full covariance.
 
-**Covariance or precision.** The paper [1, Sec. 4.3] writes the rank-one update on the
+**Covariance or precision.** The paper [1] writes the rank-one update on the
 *precision*, :math:`C^{-1} = D + u u^\top`; PyTorch offers it on the covariance. Woodbury's
 identity maps one onto the other with the sign flipped,
 
@@ -23,11 +23,13 @@ identity maps one onto the other with the sign flipped,
     v = \frac{D^{-1} u}{\sqrt{1 + u^\top D^{-1} u}},
 
 so the inverse of a diagonal-plus-rank-one matrix is again diagonal-plus-rank-one: both forms
-have :math:`2d` parameters, contain every diagonal Gaussian, and cost :math:`O(d)` per sample.
-They are mirror images rather than the same set: the off-diagonals of :math:`D + u u^\top` are
-:math:`u_i u_j`, so around any three coordinates their signs multiply to :math:`+1`, while those
-of :math:`D^{-1} - v v^\top` multiply to :math:`-1` (equal in two dimensions, where both reach
-every covariance). ``form="covariance"`` (default) is PyTorch's
+have :math:`2d` parameters, contain every diagonal Gaussian, and admit :math:`O(d)` sampling and
+densities. They are mirror images rather than the same set: the off-diagonals of
+:math:`D + u u^\top` are :math:`u_i u_j`, so around any three coordinates their product is
+:math:`(u_i u_j u_k)^2 \ge 0`, while for :math:`D^{-1} - v v^\top` it is
+:math:`-(v_i v_j v_k)^2 \le 0`: three mutually negatively correlated coordinates fit only the
+paper's form, three mutually positively correlated ones only PyTorch's. In two dimensions both
+reach every covariance. ``form="covariance"`` (default) is PyTorch's
 :math:`\operatorname{diag}\sigma^2 + U U^\top`; ``form="precision"`` is the paper's
 :math:`(\operatorname{diag}\sigma^{-2} + U U^\top)^{-1}`, through
 :class:`~pyro.distributions.MultivariateNormal` with ``precision_matrix`` (cubic in :math:`d`,
@@ -37,8 +39,8 @@ fine for latent layers of tens of units).
 
 1. *Stochastic Backpropagation and Approximate Inference in Deep Generative Models*,
    D. J. Rezende, S. Mohamed, D. Wierstra (2014), arXiv:1401.4082
-2. *Matrix Algebra From a Statistician's Perspective*, D. A. Harville (1997), Sec. 18.2
-   (Woodbury's identity and the matrix determinant lemma)
+2. *Inverting Modified Matrices*, M. A. Woodbury (1950), Memorandum Report 42, Statistical
+   Research Group, Princeton University
 """
 
 from __future__ import annotations

@@ -76,6 +76,8 @@ def test_raw_text_keeps_order_and_round_trips_through_prepare(tmp_path):
     assert corpus.tokens[0].tolist() == [word[w] for w in ("cat", "sat", "mat", "cat")]
     lengths = np.asarray(corpus.counts.sum(axis=1)).ravel()
     assert lengths.tolist() == [len(t) for t in corpus.tokens]
+    fixed = read_text(tmp_path / "docs.txt", vocab=["mat", "dogs"])  # a given vocabulary, in order
+    assert fixed.vocab == ["mat", "dogs"] and fixed.tokens[4].tolist() == [0]
     summary = prepare_corpus(tmp_path / "docs.txt", tmp_path / "c.npz", vocab_size=4)
     assert summary["documents"] == 5 and summary["empty_documents"] == 2
     back = read_npz(tmp_path / "c.npz")

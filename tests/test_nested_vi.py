@@ -1,5 +1,6 @@
 import math
 
+import pyro
 import pytest
 import torch
 from torch.distributions import Normal
@@ -56,30 +57,41 @@ def test_incremental_weights_equal_hand_computed(divergence):
         assert torch.allclose(got, log_v.detach(), atol=1e-4)
 
 
-@pytest.mark.parametrize("resample", [False, True])
-def test_z_hat_is_unbiased(resample):
-    programs, target = _gaussian_programs(num_levels=4)
-    objective = NestedObjective("nvi-rkl", resample=resample)
+def _well_weighted_programs(num_levels=3, seed=0):
+    """Constant-shift Gaussian kernels, reverse narrower than forward: weights of finite variance."""
+    torch.manual_seed(seed)
+    target = GaussianTarget([1.0, -0.5], [1.0, 1.5], log_z=LOG_Z)
+    programs = NestedPrograms(GeometricPath(target, init_scale=2.0), num_levels, hidden_dim=8)
+    with torch.no_grad():
+        for kernels, scale in [(programs.forward_kernels, 1.0), (programs.reverse_kernels, 0.6)]:
+            for kernel in kernels:
+                kernel.loc.bias.normal_(0.0, 0.3)
+                kernel.scale.bias.fill_(math.log(math.expm1(scale)))  # softplus^-1
+    return programs
+
+
+def test_z_hat_is_unbiased_without_resampling():
+    # Without resampling each particle's weight is an independent unbiased estimate of Z.
+    programs = _well_weighted_programs(num_levels=4)
     torch.manual_seed(1)
-    with torch.no_grad():
+    with torch.no_grad(), pyro.validation_enabled(False):
+        weights = NestedObjective("nvi-rkl")(programs, 20000).log_weight.exp()
+    standard_error = weights.std() / math.sqrt(len(weights))
+    assert standard_error < 0.05 * math.exp(LOG_Z)  # so that the check below has power
+    assert abs(weights.mean() - math.exp(LOG_Z)) < 4 * standard_error
+
+
+def test_z_hat_is_unbiased_with_resampling():
+    # With resampling, particles of one run are dependent: average Z-hat over independent runs.
+    programs = _well_weighted_programs(num_levels=3)
+    objective = NestedObjective("nvi-rkl", resample=True)
+    torch.manual_seed(1)
+    with torch.no_grad(), pyro.validation_enabled(False):
         z_hat = torch.stack([logmeanexp(objective(programs, 8).log_weight)
-                             for _ in range(1500)]).exp()
+                             for _ in range(400)]).exp()
     standard_error = z_hat.std() / math.sqrt(len(z_hat))
-    assert standard_error < 0.05 * math.exp(LOG_Z)  # the check below has power
+    assert standard_error < 0.1 * math.exp(LOG_Z)
     assert abs(z_hat.mean() - math.exp(LOG_Z)) < 4 * standard_error
-
-
-def test_resampling_keeps_z_hat_and_flattens_weights():
-    programs, _ = _gaussian_programs(num_levels=3)
-    torch.manual_seed(2)
-    with torch.no_grad():
-        sweep = NestedObjective("nvi-rkl", resample=True)(programs, 32, keep_particles=True)
-    # Level 2 started from particles resampled by the level-1 weights: all equal, same Z-hat.
-    level1 = sweep.log_weights[1]
-    incoming = sweep.log_weights[2] - (sweep.log_weights[2] - logmeanexp(level1))
-    assert torch.allclose(incoming, logmeanexp(level1).expand(32))
-    # The level-2 z_prev values are a resampling of the level-1 particles.
-    assert torch.isin(sweep.particles[1][:, 0], sweep.particles[1][:, 0]).all()
 
 
 def test_level_loss_touches_only_its_own_kernels():

@@ -22,6 +22,7 @@ import torch
 
 from zoo import data as zoo_data
 from zoo import runs
+from zoo.data.text import add_data_prepare_parser
 from zoo.evaluation import heldout_elbo
 from zoo.infer import list_objectives
 from zoo.registry import find_model, list_guides, list_models
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("dataset", choices=["mnist"])
     dl.add_argument("--out", required=True)
     dl.set_defaults(func=cmd_download)
+    add_data_prepare_parser(dsub)
     return parser
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from zoo.evaluation import heldout_elbo
 from zoo.infer.objectives import get_objective

@@ -12,3 +12,4 @@ from zoo.data.registry import (  # noqa: F401
 
 # Importing a loader module registers its datasets and formats.
 from zoo.data import images  # noqa: E402,F401  (digits, .npy arrays, MNIST IDX files)
+from zoo.data import text  # noqa: E402,F401  (reuters, 20news, .ldac, .feat/.svmlight, .npz, .txt)

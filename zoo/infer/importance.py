@@ -142,26 +142,46 @@ def _device(module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+class RunningWeights:
+    r"""Merge per-chunk log weights ``[k, B]`` into :math:`\log\sum w`, :math:`\log\sum w^2`
+    and the ``keep`` largest log weights, so that K particles never sit in memory at once; the
+    merged statistics do not depend on how the K particles were split into chunks."""
+
+    def __init__(self, keep: int = 0):
+        self.keep = keep
+        self.count = 0
+        self.lse = self.lse2 = self.top = None
+
+    def update(self, lw: torch.Tensor) -> None:
+        lw = lw.detach().double()  # [k, B]
+        self.count += lw.shape[0]
+        lse, lse2 = torch.logsumexp(lw, 0), torch.logsumexp(2 * lw, 0)  # [B]
+        self.lse = lse if self.lse is None else torch.logaddexp(self.lse, lse)
+        self.lse2 = lse2 if self.lse2 is None else torch.logaddexp(self.lse2, lse2)
+        if self.keep:
+            top = lw if self.top is None else torch.cat([self.top, lw], 0)
+            self.top = top.topk(min(self.keep, top.shape[0]), dim=0).values  # [<=keep, B]
+
+
 def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: int = 500,
                    batch_size: int = 50, compute_khat: bool = True) -> ImportanceResult:
-    """Importance-sampled :math:`\\log p(x_n)` of every row of ``data`` (a tensor ``[N, D]`` or
+    r"""Importance-sampled :math:`\log p(x_n)` of every row of ``data`` (a tensor ``[N, D]`` or
     a :class:`~zoo.data.Split`), with ``num_particles`` guide particles drawn ``chunk_size`` at a
     time; modules are put in eval mode and no gradients are kept.
 
     With a global latent the weights are joint: pass ``batch_size >= len(data)`` and get one
-    joint estimate of :math:`\\log p(x_{1..N})`.
+    joint estimate of :math:`\log p(x_{1..N})`.
     """
     chunk_size = min(int(chunk_size), int(num_particles))
     n_data, device = len(data), _device(model)
-    m = tail_size(num_particles)
-    out = {"lse": [], "lse2": [], "top": []}
-    mpn, joint = None, False
+    keep = tail_size(num_particles) + 1 if compute_khat else 0
+    runs, mpn, joint = [], None, False
     with _evaluating(model, guide):
         for x in _batches(data, batch_size):
             x = x.to(device)
             if mpn is None:
                 mpn = max_plate_nesting(model, guide, x)
-            lse = lse2 = top = None
+            run = RunningWeights(keep)
             for start in range(0, num_particles, chunk_size):
                 k = min(chunk_size, num_particles - start)
                 weights, _ = particle_log_weights(model, guide, (x,), {}, k, mpn, model.plate_name)
@@ -171,19 +191,11 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
                         f"batch; pass batch_size >= {n_data} to estimate log p(x_1..N) jointly."
                     )
                 joint = weights.has_global
-                lw = point_log_weights(weights).double()  # [k, B]
-                chunk_lse, chunk_lse2 = torch.logsumexp(lw, 0), torch.logsumexp(2 * lw, 0)
-                lse = chunk_lse if lse is None else torch.logaddexp(lse, chunk_lse)
-                lse2 = chunk_lse2 if lse2 is None else torch.logaddexp(lse2, chunk_lse2)
-                if compute_khat:
-                    top = lw if top is None else torch.cat([top, lw], 0)
-                    top = top.topk(min(m + 1, top.shape[0]), dim=0).values  # [<=M+1, B]
-            out["lse"].append(lse)
-            out["lse2"].append(lse2)
-            out["top"].append(top)
-    lse, lse2 = torch.cat(out["lse"]), torch.cat(out["lse2"])  # [N]
+                run.update(point_log_weights(weights))  # [k, B]
+            runs.append(run)
+    lse, lse2 = torch.cat([r.lse for r in runs]), torch.cat([r.lse2 for r in runs])  # [N]
     ess = torch.exp(2 * lse - lse2)
-    khat = (torch.cat([pareto_khat(t, num_particles) for t in out["top"]]) if compute_khat
+    khat = (torch.cat([pareto_khat(r.top, num_particles) for r in runs]) if compute_khat
             else torch.full_like(lse, math.nan))
     return ImportanceResult(
         log_likelihood=(lse - math.log(num_particles)).float(),

@@ -106,6 +106,28 @@ class CTM(ZooModel):
             theta = theta / theta.sum(-1, keepdim=True).clamp_min(1e-12)
         return theta @ self.topic_words()  # [..., V]
 
+    @torch.no_grad()
+    def init_topics(self, counts: torch.Tensor, generator: torch.Generator | None = None,
+                    smoothing: float = 0.5) -> torch.Tensor:
+        r"""Seed the topics with ``K`` documents of ``counts [N, V]`` chosen by k-means++ [4] on
+        the Hellinger distance of their word frequencies, :math:`\lambda_k = \log(f_{d_k} +
+        s/V)`. A mixture decoder started from near-uniform topics often merges two topics and
+        leaves one unused (a local optimum); spread-out seeds avoid most of that. Returns the
+        chosen document indices."""
+        freq = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)  # [N, V]
+        root = freq.sqrt()
+        n = root.shape[0]
+        chosen = [int(torch.randint(n, (1,), generator=generator))]
+        d2 = ((root - root[chosen[0]]) ** 2).sum(-1)  # [N]
+        for _ in range(1, self.num_topics):
+            weights = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+            chosen.append(int(torch.multinomial(weights, 1, generator=generator)))
+            d2 = torch.minimum(d2, ((root - root[chosen[-1]]) ** 2).sum(-1))
+        index = torch.tensor(chosen)
+        seeds = freq[index] + smoothing / freq.shape[-1]  # [K, V]
+        self.topic_logits.copy_(seeds.log() - seeds.log().mean(-1, keepdim=True))
+        return index
+
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None,
                 batch_size: int = 1, doc_length: int = 100):
         """Score counts ``x [batch, V]``; with ``x=None`` draw ``batch_size`` documents of

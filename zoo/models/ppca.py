@@ -122,20 +122,29 @@ class PPCA(ZooModel):
 
 class ExactPosteriorGuide(PyroModule):
     """Samples ``z`` from :meth:`PPCA.posterior`: the optimal proposal, whose importance weights
-    all equal :math:`p(x_n)` and whose ELBO equals :math:`\\log p(x)`.
+    all equal :math:`p(x_n)` and whose ELBO equals :math:`\\log p(x)`. With ``inflate > 1``
+    (covariance times ``inflate**2``) or ``shift != 0`` (mean moved by ``shift`` in every
+    coordinate) it is a controllably imperfect proposal with known target.
 
     Not registered: unlike the guide families it holds a reference to its model (its
     "parameters" are the model's), so it would not fit the registry's contract that a guide
     is generic and owns its parameters. Build it directly: ``ExactPosteriorGuide(ppca)``.
     """
 
-    def __init__(self, model: PPCA):
+    def __init__(self, model: PPCA, inflate: float = 1.0, shift: float = 0.0):
         super().__init__()
         if not isinstance(model, PPCA):
             raise ValueError(f"ExactPosteriorGuide needs a PPCA model, got {type(model).__name__}")
+        if inflate <= 0:
+            raise ValueError(f"inflate must be positive, got {inflate}")
         self.model = [model]  # a list, so the model's parameters are not registered twice
+        self.inflate, self.shift = float(inflate), float(shift)
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
         model = self.model[0]
+        post = model.posterior(x)
+        if self.inflate != 1.0 or self.shift != 0.0:
+            post = dist.MultivariateNormal(post.loc + self.shift,
+                                           scale_tril=self.inflate * post.scale_tril)
         with model.data_plate(x, num_data):
-            return pyro.sample("z", model.posterior(x))  # [batch, d]
+            return pyro.sample("z", post)  # [batch, d]

@@ -13,6 +13,7 @@ from zoo.poutine.resample_messenger import (  # noqa: F401
     resample,
 )
 from zoo.poutine.score_function_messenger import (  # noqa: F401
+    NotReparameterized,
     ScoreFunctionMessenger,
     mark_not_reparameterized,
     score_function,

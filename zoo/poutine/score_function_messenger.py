@@ -2,7 +2,8 @@ r"""Force the score-function (REINFORCE) gradient on sites that could be reparam
 
 A reparameterizable site (``fn.has_rsample``) contributes the pathwise gradient
 :math:`\mathbb{E}_\epsilon[\nabla_\phi f(g_\phi(\epsilon))]` to ``Trace_ELBO``. Under this
-handler its distribution is marked ``has_rsample_(False)``: the sample is drawn without a
+handler its distribution is wrapped in :class:`NotReparameterized` (``has_rsample`` False, the
+``dist.has_rsample_(False)`` idea made to survive plates): the sample is drawn without a
 gradient path and Pyro's ``TraceGraph_ELBO`` uses the score-function estimator instead [1, 2],
 
 .. math::
@@ -24,7 +25,10 @@ compare estimators of the same gradient on the same model (``zoo.infer.gradient_
 
 from __future__ import annotations
 
+import torch
+from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 
 
 class ScoreFunctionMessenger(Messenger):
@@ -45,14 +49,14 @@ class ScoreFunctionMessenger(Messenger):
         self.baseline = None if baseline is None else dict(baseline)
 
     def _selected(self, msg) -> bool:
-        if msg["type"] != "sample" or msg["is_observed"]:
+        if msg["type"] != "sample" or msg["is_observed"] or site_is_subsample(msg):
             return False
         return self.sites is None or msg["name"] in self.sites
 
     def _pyro_sample(self, msg):
         if not self._selected(msg):
             return
-        mark_not_reparameterized(msg["fn"])
+        msg["fn"] = mark_not_reparameterized(msg["fn"])
         if self.baseline is not None:
             msg["infer"] = dict(msg["infer"], baseline=dict(self.baseline))
 
@@ -63,24 +67,39 @@ class ScoreFunctionMessenger(Messenger):
             msg["value"] = msg["value"].detach()
 
 
+class NotReparameterized(TorchDistribution):
+    """``base`` with ``has_rsample = False``: samples carry no gradient, log densities do.
+
+    A wrapper rather than ``base.has_rsample_(False)``: ``Independent`` and
+    ``TransformedDistribution`` expose ``has_rsample`` as a read-only property, and the flag set
+    on an inner distribution would be lost when a plate broadcasts (``expand``) it.
+    """
+
+    has_rsample = False
+    arg_constraints: dict = {}
+
+    def __init__(self, base):
+        self.base = base
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            return self.base.sample(sample_shape)
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
+
+    def expand(self, batch_shape, _instance=None):
+        return NotReparameterized(self.base.expand(batch_shape))
+
+
 def mark_not_reparameterized(fn):
-    """``has_rsample_(False)`` on ``fn`` or, through wrappers whose ``has_rsample`` is a read-only
-    property (``Independent``, ``TransformedDistribution``), on the innermost base distribution.
-    Changes ``fn`` in place (sample statements build a fresh distribution on every call)."""
-    d = fn
-    while True:
-        try:
-            d.has_rsample_(False)
-            break
-        except AttributeError:
-            if not hasattr(d, "base_dist"):
-                raise ValueError(
-                    f"cannot mark {type(fn).__name__} as not reparameterized"
-                ) from None
-            d = d.base_dist
-    if fn.has_rsample:
-        raise ValueError(f"{type(fn).__name__} still reports has_rsample=True")
-    return fn
+    """``fn`` as a distribution whose samples take the score-function path."""
+    return fn if isinstance(fn, NotReparameterized) else NotReparameterized(fn)
 
 
 def score_function(fn=None, sites=None, baseline=None):

@@ -1,0 +1,36 @@
+import argparse
+import json
+
+import pytest
+
+from zoo.cli_nvi import add_parser
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="zoo")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("objective, resample, schedule", [("nvi-rkl", True, "learned"),
+                                                           ("avo", False, "linear")])
+def test_train_then_evaluate_writes_a_run_folder(tmp_path, capsys, objective, resample, schedule):
+    out = tmp_path / "run"
+    args = _parse(["nvi", "train", "--target", "banana", "--num-levels", "3", "--iterations", "20",
+                   "--eval-every", "10", "--eval-batches", "3", "--eval-particles", "16",
+                   "--objective", objective, "--schedule", schedule, "--quiet", "--out", str(out),
+                   "--resample" if resample else "--no-resample"])
+    summary = args.handler(args)
+    for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json", "levels.png"):
+        assert (out / name).exists(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [10, 20]
+    assert 0 < rows[-1]["ess_percent"] <= 100 and len(rows[-1]["betas"]) == 3
+    assert summary["exact_log_z"] == pytest.approx(2.531, abs=1e-3)  # log(2 pi 2)
+    assert json.loads((out / "config.json").read_text())["num_particles"] == 96
+    assert not list(out.glob("*.tmp"))
+    capsys.readouterr()
+    args = _parse(["nvi", "evaluate", str(out), "--eval-batches", "2", "--eval-particles", "8"])
+    result = args.handler(args)
+    assert result["iteration"] == 20 and "resampling" in result["protocol"]
+    assert json.loads(capsys.readouterr().out)["log_z"] == pytest.approx(result["log_z"])

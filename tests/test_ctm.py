@@ -1,0 +1,99 @@
+"""Correlated topic model: its prior, its generative program, and recovery of a planted topic
+correlation with the centralized-transformation-flow guide."""
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from zoo.data import Dataset, TensorSplit
+from zoo.models.ctm import topic_correlations, top_correlated_pairs
+from zoo.models.priors import dirichlet_laplace_approximation
+from zoo.registry import get_guide, get_model, list_guides
+from zoo.train import fit
+
+K, V = 6, 60
+
+
+def test_prior_starts_at_the_laplace_approximation():
+    model = get_model("ctm", input_dim=V, num_topics=K)
+    loc, scale = dirichlet_laplace_approximation(torch.ones(K))
+    assert torch.allclose(model.prior_loc, loc)
+    assert torch.allclose(model.prior_covariance(), torch.diag(scale**2), atol=1e-6)
+    # centered correlations of an isotropic covariance: -1/(K-1) off the diagonal
+    corr = topic_correlations(model)
+    expected = torch.full((K, K), -1.0 / (K - 1)).fill_diagonal_(1.0)
+    assert torch.allclose(corr, expected, atol=1e-5)
+    assert torch.allclose(topic_correlations(model, centered=False), torch.eye(K), atol=1e-6)
+
+
+def test_guides_that_fit_and_sampling_from_the_prior():
+    model = get_model("ctm", input_dim=V, num_topics=K).eval()
+    assert {"diagonal_normal", "householder", "ctf"} <= set(list_guides(model))
+    pyro.set_rng_seed(0)
+    x = model(batch_size=5, doc_length=40)
+    assert x.shape == (5, V) and torch.all(x.sum(-1) == 40)
+    assert torch.allclose(model.topic_words().sum(-1), torch.ones(K))
+
+
+def test_top_correlated_pairs_orders_by_magnitude():
+    corr = torch.eye(4)
+    corr[0, 2] = corr[2, 0] = -0.8
+    corr[1, 3] = corr[3, 1] = 0.5
+    pairs = top_correlated_pairs(corr, n=2)
+    assert [(i, j) for i, j, _ in pairs] == [(0, 2), (1, 3)]
+    assert pairs[0][2] == pytest.approx(-0.8)
+
+
+def _planted_corpus(num_docs=3400, doc_length=300, rho=0.9, scale=2.0):
+    """Documents drawn from the CTM's own generative program with disjoint 10-word topics and
+    Corr(z_0, z_1) = rho, every other pair independent."""
+    truth = get_model("ctm", input_dim=V, num_topics=K, learn_prior=False).eval()
+    beta = torch.full((K, V), 1e-3)
+    for k in range(K):
+        beta[k, 10 * k: 10 * (k + 1)] = 1.0
+    beta = beta / beta.sum(-1, keepdim=True)
+    cov = torch.eye(K)
+    cov[0, 1] = cov[1, 0] = rho
+    cov = scale**2 * cov
+    with torch.no_grad():
+        truth.topic_logits.copy_(beta.log())
+        truth.prior_loc.zero_()
+        L = torch.linalg.cholesky(cov)
+        truth.prior_log_diag.copy_(L.diagonal().log())
+        truth.prior_offdiag.copy_(L)
+    pyro.set_rng_seed(0)
+    x = truth(batch_size=num_docs, doc_length=doc_length)  # [N, V]
+    c = torch.eye(K) - 1.0 / K
+    centered = c @ cov @ c
+    sd = centered.diagonal().sqrt()
+    return x, beta, centered / sd[:, None] / sd[None, :]
+
+
+def test_recovers_a_planted_correlation():
+    x, beta, planted = _planted_corpus()
+    data = Dataset("planted-ctm", TensorSplit(x[:3000]), TensorSplit(x[3000:]), "text")
+    seed = 1
+    torch.manual_seed(seed)
+    model = get_model("ctm", input_dim=V, num_topics=K, theta_dropout=0.0)
+    model.init_topics(data.train.values, torch.Generator().manual_seed(seed))
+    guide = get_guide("ctf", model, hidden_dims=(50,))
+    history = fit(model, guide, data, epochs=12, batch_size=100, lr=0.01, objective="meanfield",
+                  seed=seed, progress=False)
+    assert history[-1]["heldout_elbo"] > history[0]["heldout_elbo"]
+
+    # Hungarian matching of learned to planted topics on the cosine of their word distributions
+    learned = torch.nn.functional.normalize(model.topic_words().detach(), dim=-1)
+    cosine = (learned @ torch.nn.functional.normalize(beta, dim=-1).T).numpy()  # [K, K]
+    rows, cols = linear_sum_assignment(-cosine)
+    assert cosine[rows, cols].min() > 0.9
+    perm = np.empty(K, dtype=int)
+    perm[cols] = rows  # learned topic matched to planted topic j
+    corr = topic_correlations(model)[perm][:, perm]
+
+    assert corr[0, 1] > 0.5  # planted centered value: 0.83
+    independent = torch.triu_indices(K - 2, K - 2, offset=1) + 2
+    others = corr[independent[0], independent[1]]
+    assert others.abs().max() < 0.3  # planted centered value: -0.13
+    assert (others - planted[independent[0], independent[1]]).abs().max() < 0.2

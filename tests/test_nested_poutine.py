@@ -1,0 +1,110 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from zoo.infer.nested_resampling import (
+    effective_sample_size,
+    logmeanexp,
+    multinomial_indices,
+    resample_indices,
+    systematic_indices,
+)
+from zoo.poutine.nested_resample_messenger import nested_resample
+from zoo.poutine.nested_score_messenger import nested_score
+
+
+def test_score_sums_sites_per_particle_and_scales():
+    loc = torch.randn(5, 3)
+    obs = torch.randn(5, 3)
+    with pyro.plate("particles", 5, dim=-1):
+        with nested_score() as score:
+            z = pyro.sample("z", dist.Normal(loc, 2.0).to_event(1))
+            with pyro.poutine.scale(scale=0.5):
+                pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=obs)
+            pyro.factor("bonus", torch.arange(5.0))
+    expected_z = dist.Normal(loc, 2.0).log_prob(z).sum(-1)
+    expected_x = 0.5 * dist.Normal(z, 1.0).log_prob(obs).sum(-1)
+    assert torch.allclose(score.site_log_probs["z"], expected_z)
+    assert torch.allclose(score.site_log_probs["x"], expected_x)
+    assert torch.allclose(score.log_prob, expected_z + expected_x + torch.arange(5.0))
+
+
+def test_score_with_particles_on_an_outer_dim():
+    with pyro.plate("particles", 4, dim=-2), pyro.plate("data", 3, dim=-1):
+        with nested_score(particle_dim=-2) as score:
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    assert z.shape == (4, 3)
+    assert torch.allclose(score.log_prob, dist.Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_stl_keeps_only_the_pathwise_gradient():
+    loc = torch.tensor([0.3, -0.2], requires_grad=True)
+    scale = torch.tensor([1.5, 0.7], requires_grad=True)
+    with pyro.plate("particles", 6, dim=-1):
+        with nested_score(stl=True) as score:
+            z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+    eps = ((z - loc) / scale).detach()
+    score.log_prob.sum().backward()
+    # d/dloc log N(loc + scale eps; sg loc, sg scale) = -eps / scale, summed over particles.
+    assert torch.allclose(loc.grad, (-eps / scale.detach()).sum(0), atol=1e-5)
+    assert torch.allclose(scale.grad, (-eps**2 / scale.detach()).sum(0), atol=1e-5)
+
+
+def test_unreparameterized_draws_carry_no_path_gradient():
+    loc = torch.zeros(2, requires_grad=True)
+    with pyro.plate("particles", 6, dim=-1):
+        with nested_score(reparameterized=False) as score:
+            z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+    assert not z.requires_grad
+    score.log_prob.sum().backward()
+    assert torch.allclose(loc.grad, z.sum(0))  # the score function d log N / d loc
+
+
+@pytest.mark.parametrize("method", ["systematic", "multinomial"])
+def test_resample_messenger_keeps_z_hat_and_gathers_values(method):
+    torch.manual_seed(0)
+    log_w = torch.randn(10) * 2
+    values = torch.arange(20.0).reshape(10, 2)
+    with pyro.plate("particles", 10, dim=-1):
+        with nested_resample(log_weight=log_w, method=method) as resampler:
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=values)
+            fresh = pyro.sample("fresh", dist.Normal(0.0, 1.0))
+    assert torch.equal(z, values[resampler.indices])
+    assert fresh.shape == (10,)  # sampled sites are left alone
+    assert torch.allclose(resampler.log_weight, logmeanexp(log_w).expand(10))
+    assert logmeanexp(resampler.log_weight).item() == pytest.approx(logmeanexp(log_w).item())
+
+
+def test_systematic_counts_are_floor_or_ceil_of_expected():
+    torch.manual_seed(1)
+    for _ in range(20):
+        log_w = torch.randn(50) * 3
+        expected = 50 * torch.softmax(log_w, 0)
+        counts = torch.bincount(systematic_indices(log_w), minlength=50).float()
+        assert torch.all(counts >= expected.floor() - 1e-6)
+        assert torch.all(counts <= expected.ceil() + 1e-6)
+
+
+def test_multinomial_counts_are_unbiased():
+    torch.manual_seed(2)
+    log_w = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    counts = sum(torch.bincount(multinomial_indices(log_w), minlength=4) for _ in range(2000))
+    mean = counts.float() / 2000
+    # Binomial(4, p) per draw: standard error sqrt(4 p (1 - p) / 2000) < 0.023.
+    assert torch.allclose(mean, 4 * torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.1)
+
+
+def test_effective_sample_size_and_errors():
+    assert effective_sample_size(torch.zeros(8)).item() == pytest.approx(8.0)
+    assert effective_sample_size(torch.tensor([0.0, -math.inf, -math.inf])).item() == 1.0
+    with pytest.raises(ValueError, match="systematic"):
+        resample_indices(torch.zeros(3), method="stratified")
+    with pytest.raises(ValueError, match="num_particles"):
+        systematic_indices(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="every weight is zero"):
+        systematic_indices(torch.full((3,), -math.inf))
+    with pytest.raises(ValueError, match="log_weight"):
+        nested_resample()
