@@ -41,7 +41,9 @@ class CategoricalGuide(AmortizedGuide):
                  enumerate: str | None = None):
         super().__init__(model, hidden_dims, activation, dropout)
         if enumerate not in (None, "parallel", "sequential"):
-            raise ValueError(f"enumerate must be None, 'parallel' or 'sequential', got {enumerate!r}")
+            raise ValueError(
+                f"enumerate must be None, 'parallel' or 'sequential', got {enumerate!r}"
+            )
         self.options["enumerate"] = enumerate
         self.heads = nn.ModuleDict(
             {s.name: nn.Linear(self.hidden_dim, s.num_categories) for s in self.sites}

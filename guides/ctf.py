@@ -130,6 +130,12 @@ class CentralizedFlowGuide(DiagonalNormalGuide):
                 nn.init.zeros_(layer.bias)
             self.mixers[s.name] = layers
 
+    @classmethod
+    def why_not(cls, model):
+        if getattr(model, "graph_input", False):
+            return "the model's data points are graphs; this guide encodes flat vectors."
+        return super().why_not(model)
+
     def reflection_vectors(self, name: str, loc: torch.Tensor) -> torch.Tensor:
         r"""``v_1 = mu``, ``v_{t+1} = H(v_t) W_t v_t``; returns ``[batch, T, D]``."""
         v = loc

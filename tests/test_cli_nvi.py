@@ -20,7 +20,7 @@ def test_train_then_evaluate_writes_a_run_folder(tmp_path, capsys, objective, re
                    "--eval-every", "10", "--eval-batches", "3", "--eval-particles", "16",
                    "--objective", objective, "--schedule", schedule, "--quiet", "--out", str(out),
                    "--resample" if resample else "--no-resample"])
-    summary = args.handler(args)
+    summary = args.func(args)
     for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json", "levels.png"):
         assert (out / name).exists(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -31,6 +31,6 @@ def test_train_then_evaluate_writes_a_run_folder(tmp_path, capsys, objective, re
     assert not list(out.glob("*.tmp"))
     capsys.readouterr()
     args = _parse(["nvi", "evaluate", str(out), "--eval-batches", "2", "--eval-particles", "8"])
-    result = args.handler(args)
+    result = args.func(args)
     assert result["iteration"] == 20 and "resampling" in result["protocol"]
     assert json.loads(capsys.readouterr().out)["log_z"] == pytest.approx(result["log_z"])

@@ -97,3 +97,17 @@ def test_recovers_a_planted_correlation():
     others = corr[independent[0], independent[1]]
     assert others.abs().max() < 0.3  # planted centered value: -0.13
     assert (others - planted[independent[0], independent[1]]).abs().max() < 0.2
+
+
+def test_correlation_plot(tmp_path):
+    from zoo.plots import plot_topic_correlations
+
+    model = get_model("ctm", input_dim=V, num_topics=K)
+    with torch.no_grad():
+        model.prior_offdiag[1, 0] = 1.0
+    corr = topic_correlations(model)
+    fig = plot_topic_correlations(corr, labels=[f"t{k}" for k in range(K)], n_pairs=4,
+                                  path=tmp_path / "corr.png")
+    assert (tmp_path / "corr.png").stat().st_size > 0 and len(fig.axes) == 3
+    with pytest.raises(ValueError, match="square"):
+        plot_topic_correlations(torch.zeros(2, 3))

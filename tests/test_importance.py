@@ -155,3 +155,41 @@ def test_importance_summary_on_a_split(ppca):
     assert summary["is_log_likelihood"] == pytest.approx(model.log_marginal(x).mean().item(),
                                                          abs=1e-3)
     assert summary["num_particles"] == 30
+
+
+class GlobalMean(torch.nn.Module):
+    """theta ~ N(0, 1), x_n ~ N(theta, 1): a global latent, so weights are joint."""
+
+    plate_name = "data"
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # gives the module a device
+
+    def forward(self, x):
+        theta = pyro.sample("theta", pyro.distributions.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", pyro.distributions.Normal(theta, 1.0), obs=x)
+
+
+def global_guide(x):
+    n = x.shape[0]  # exact posterior N(sum x / (n + 1), 1 / (n + 1)), widened
+    pyro.sample("theta", pyro.distributions.Normal(x.sum() / (n + 1), 1.5 / (n + 1) ** 0.5))
+
+
+def test_global_latent_gives_a_joint_estimate_and_joint_resampling():
+    pyro.set_rng_seed(0)
+    x = torch.tensor([0.5, 1.5, 0.8, 2.0])
+    model = GlobalMean()
+    exact = pyro.distributions.MultivariateNormal(
+        torch.zeros(4), torch.eye(4) + torch.ones(4, 4)).log_prob(x)
+    result = log_likelihood(model, global_guide, x, num_particles=2000, chunk_size=300,
+                            batch_size=4)
+    assert result.joint and result.log_likelihood.shape == (1,)
+    assert abs(result.log_likelihood.item() - exact.item()) < 5 * result.stderr.item() + 1e-3
+    with pytest.raises(ValueError, match="batch_size >= 4"):
+        log_likelihood(model, global_guide, x, num_particles=10, batch_size=2)
+    idata = sample_posterior(model, global_guide, x, num_samples=3000, seed=1)
+    draws = torch.as_tensor(idata.posterior["theta"].values[0])  # [N]
+    ess = idata.sample_stats["importance_ess"].values[0, 0, 0]
+    assert abs(draws.mean().item() - x.sum().item() / 5) < 5 * (0.2 / ess) ** 0.5  # N(x̄', 1/5)

@@ -1,17 +1,9 @@
-import math
-
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
-from zoo.infer.nested_resampling import (
-    effective_sample_size,
-    logmeanexp,
-    multinomial_indices,
-    resample_indices,
-    systematic_indices,
-)
+from zoo.infer.resampling import log_mean_exp
 from zoo.poutine.nested_resample_messenger import nested_resample
 from zoo.poutine.nested_score_messenger import nested_score
 
@@ -74,37 +66,34 @@ def test_resample_messenger_keeps_z_hat_and_gathers_values(method):
             fresh = pyro.sample("fresh", dist.Normal(0.0, 1.0))
     assert torch.equal(z, values[resampler.indices])
     assert fresh.shape == (10,)  # sampled sites are left alone
-    assert torch.allclose(resampler.log_weight, logmeanexp(log_w).expand(10))
-    assert logmeanexp(resampler.log_weight).item() == pytest.approx(logmeanexp(log_w).item())
+    assert torch.allclose(resampler.log_weight, log_mean_exp(log_w).expand(10))
+    assert log_mean_exp(resampler.log_weight).item() == pytest.approx(log_mean_exp(log_w).item())
 
 
-def test_systematic_counts_are_floor_or_ceil_of_expected():
+def test_systematic_resampling_counts_are_floor_or_ceil_of_expected():
     torch.manual_seed(1)
+    values = torch.arange(50.0)
     for _ in range(20):
         log_w = torch.randn(50) * 3
         expected = 50 * torch.softmax(log_w, 0)
-        counts = torch.bincount(systematic_indices(log_w), minlength=50).float()
+        with pyro.plate("particles", 50, dim=-1):
+            with nested_resample(log_weight=log_w) as resampler:
+                z = pyro.sample("z", dist.Normal(0.0, 1.0), obs=values)
+        counts = torch.bincount(z.long(), minlength=50).float()
+        assert torch.equal(z, values[resampler.indices])
         assert torch.all(counts >= expected.floor() - 1e-6)
         assert torch.all(counts <= expected.ceil() + 1e-6)
 
 
-def test_multinomial_counts_are_unbiased():
-    torch.manual_seed(2)
-    log_w = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4]))
-    counts = sum(torch.bincount(multinomial_indices(log_w), minlength=4) for _ in range(2000))
-    mean = counts.float() / 2000
-    # Binomial(4, p) per draw: standard error sqrt(4 p (1 - p) / 2000) < 0.023.
-    assert torch.allclose(mean, 4 * torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.1)
-
-
-def test_effective_sample_size_and_errors():
-    assert effective_sample_size(torch.zeros(8)).item() == pytest.approx(8.0)
-    assert effective_sample_size(torch.tensor([0.0, -math.inf, -math.inf])).item() == 1.0
-    with pytest.raises(ValueError, match="systematic"):
-        resample_indices(torch.zeros(3), method="stratified")
-    with pytest.raises(ValueError, match="num_particles"):
-        systematic_indices(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="every weight is zero"):
-        systematic_indices(torch.full((3,), -math.inf))
+def test_resample_errors_say_what_to_do():
     with pytest.raises(ValueError, match="log_weight"):
         nested_resample()
+    with pytest.raises(ValueError, match="num_particles"):
+        with nested_resample(log_weight=torch.zeros(2, 3)):
+            pass
+    with pytest.raises(ValueError, match="multinomial"):
+        with nested_resample(log_weight=torch.zeros(3), method="stratified"):
+            pass
+    with pytest.raises(ValueError, match="particle dimension"):
+        with pyro.plate("particles", 4, dim=-1), nested_resample(log_weight=torch.zeros(3)):
+            pyro.sample("z", dist.Normal(0.0, 1.0), obs=torch.zeros(4))

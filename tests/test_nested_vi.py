@@ -7,7 +7,7 @@ from torch.distributions import Normal
 
 from zoo.infer.nested import NestedObjective, evaluate_nested
 from zoo.infer.nested_programs import NestedPrograms
-from zoo.infer.nested_resampling import logmeanexp
+from zoo.infer.resampling import log_mean_exp
 from zoo.models.targets import GaussianTarget, GeometricPath, RingGMM
 
 LOG_Z = 0.7
@@ -58,7 +58,7 @@ def test_incremental_weights_equal_hand_computed(divergence):
 
 
 def _well_weighted_programs(num_levels=3, seed=0):
-    """Constant-shift Gaussian kernels, reverse narrower than forward: weights of finite variance."""
+    """Constant-shift Gaussian kernels, the reverse narrower than the forward: finite variance."""
     torch.manual_seed(seed)
     target = GaussianTarget([1.0, -0.5], [1.0, 1.5], log_z=LOG_Z)
     programs = NestedPrograms(GeometricPath(target, init_scale=2.0), num_levels, hidden_dim=8)
@@ -87,7 +87,7 @@ def test_z_hat_is_unbiased_with_resampling():
     objective = NestedObjective("nvi-rkl", resample=True)
     torch.manual_seed(1)
     with torch.no_grad(), pyro.validation_enabled(False):
-        z_hat = torch.stack([logmeanexp(objective(programs, 8).log_weight)
+        z_hat = torch.stack([log_mean_exp(objective(programs, 8).log_weight)
                              for _ in range(400)]).exp()
     standard_error = z_hat.std() / math.sqrt(len(z_hat))
     assert standard_error < 0.1 * math.exp(LOG_Z)

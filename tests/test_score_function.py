@@ -116,14 +116,16 @@ def test_mixture_estimators_baseline_and_enumeration(gmm):
 
 
 def test_mixture_trains_with_tracegraph_baseline(gmm):
-    model, guide, x = gmm
+    model, guide, _ = gmm
+    x = GaussianMixture(input_dim=2, num_components=3, init_scale=4.0, seed=7)(batch_size=32)
+    x = x.detach()  # data from another mixture, so there is something to learn
     elbo = TraceGraph_ELBO()
     guide_sf = score_function(guide, baseline=BASELINE)
     params = list(model.parameters()) + list(guide.parameters())
     optim = torch.optim.Adam(params, lr=0.05)
     exact_before = model.log_marginal(x).sum().item()
-    for _ in range(60):
+    for _ in range(40):
         optim.zero_grad()
         elbo._loss_and_surrogate_loss(model, guide_sf, (x,), {})[1].backward()
         optim.step()
-    assert model.log_marginal(x).sum().item() > exact_before
+    assert model.log_marginal(x).sum().item() > exact_before + 10

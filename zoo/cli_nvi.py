@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyro
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from zoo.infer.nested import DIVERGENCES, NestedObjective, evaluate_nested
 from zoo.infer.nested_programs import SCHEDULES, NestedPrograms
@@ -41,7 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     actions = parser.add_subparsers(dest="nvi_action", required=True)
     train = actions.add_parser("train", help="train a nested-VI sampler and write a run folder")
     train.add_argument("--target", choices=sorted(TARGETS), default="ring")
-    train.add_argument("--num-levels", type=int, default=4, help="K, counting the initial N(0, s^2)")
+    train.add_argument("--num-levels", type=int, default=4,
+                       help="K, counting the initial N(0, s^2)")
     train.add_argument("--num-particles", type=int, default=None,
                        help="training particles (default 288 // K, the paper's budget)")
     train.add_argument("--objective", choices=DIVERGENCES, default="nvi-rkl")
@@ -58,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     evaluate = actions.add_parser("evaluate", help="recompute log Z-hat and ESS from a run")
     evaluate.add_argument("run", type=Path, help="run folder written by `zoo nvi train`")
     _add_eval_options(evaluate)
-    parser.set_defaults(handler=run_nvi)
+    parser.set_defaults(func=run_nvi)
     return parser
 
 

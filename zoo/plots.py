@@ -133,3 +133,41 @@ def plot_training_curves(history, path=None):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_topic_correlations(corr, labels=None, n_pairs: int = 15, path=None):
+    """Learned topic correlations (e.g. :func:`zoo.models.ctm.topic_correlations`): the matrix
+    ``[K, K]`` as a heat map, and a graph of the ``n_pairs`` most correlated pairs (topics on a
+    circle; red edges positive, blue negative, width by ``|r|``). ``labels``: one short string per
+    topic (say its top three words), shown on the graph."""
+    corr = _as_array(corr).astype(float)
+    k = corr.shape[0]
+    if corr.shape != (k, k):
+        raise ValueError(f"corr must be a square [K, K] matrix, got shape {corr.shape}.")
+    labels = [str(i) for i in range(k)] if labels is None else [str(s) for s in labels]
+    fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=(11, 5))
+    image = ax_m.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax_m.set_title("topic correlation matrix")
+    ax_m.set_xlabel("topic")
+    ax_m.set_ylabel("topic")
+    fig.colorbar(image, ax=ax_m, fraction=0.046, pad=0.04)
+
+    i, j = np.triu_indices(k, 1)
+    order = np.argsort(-np.abs(corr[i, j]))[:n_pairs]
+    angle = 2 * np.pi * np.arange(k) / k
+    xy = np.stack([np.cos(angle), np.sin(angle)], 1)  # [K, 2] topics on a circle
+    used = sorted(set(i[order]) | set(j[order]))
+    for o in order:
+        a, b, r = i[o], j[o], corr[i[o], j[o]]
+        ax_g.plot(*xy[[a, b]].T, color="tab:red" if r > 0 else "tab:blue",
+                  linewidth=0.5 + 4 * abs(r), alpha=0.7)
+    ax_g.scatter(*xy[used].T, s=40, color="black", zorder=3)
+    for t in used:
+        ax_g.annotate(labels[t], xy[t] * 1.08, ha="center", va="center", fontsize=7)
+    ax_g.set_title(f"{len(order)} most correlated topic pairs")
+    ax_g.set_xlim(-1.5, 1.5)
+    ax_g.set_ylim(-1.3, 1.3)
+    ax_g.set_aspect("equal")
+    ax_g.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)

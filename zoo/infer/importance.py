@@ -118,7 +118,8 @@ class ImportanceResult:
 
 
 @contextmanager
-def _evaluating(*modules):
+def _evaluating(*programs):
+    modules = [m for m in programs if isinstance(m, torch.nn.Module)]  # guides may be functions
     modes = [m.training for m in modules]
     for m in modules:
         m.eval()
@@ -175,6 +176,7 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
     chunk_size = min(int(chunk_size), int(num_particles))
     n_data, device = len(data), _device(model)
     keep = tail_size(num_particles) + 1 if compute_khat else 0
+    plate = getattr(model, "plate_name", "data")
     runs, mpn, joint = [], None, False
     with _evaluating(model, guide):
         for x in _batches(data, batch_size):
@@ -184,7 +186,7 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
             run = RunningWeights(keep)
             for start in range(0, num_particles, chunk_size):
                 k = min(chunk_size, num_particles - start)
-                weights, _ = particle_log_weights(model, guide, (x,), {}, k, mpn, model.plate_name)
+                weights, _ = particle_log_weights(model, guide, (x,), {}, k, mpn, plate)
                 if weights.has_global and x.shape[0] < n_data:
                     raise ValueError(
                         "the model has a global latent, so importance weights are joint over the "
@@ -226,6 +228,7 @@ def sample_posterior(model, guide, data, num_samples: int = 1000, num_particles:
     import arviz as az
 
     num_particles = num_samples if num_particles is None else num_particles
+    plate = getattr(model, "plate_name", "data")
     if seed is not None:
         torch.manual_seed(seed)
     x = data.dense() if hasattr(data, "dense") else data
@@ -233,14 +236,14 @@ def sample_posterior(model, guide, data, num_samples: int = 1000, num_particles:
     with _evaluating(model, guide):
         mpn = max_plate_nesting(model, guide, x)
         weights, guide_trace = particle_log_weights(
-            model, guide, (x,), {}, num_particles, mpn, model.plate_name
+            model, guide, (x,), {}, num_particles, mpn, plate
         )
         lw = point_log_weights(weights)  # [K, B] (or [K, 1] joint)
         index = resample(lw, num_samples, method)  # [N, B] or [N, 1]
         if weights.has_global:
             index = index[:, 0]  # [N]: whole particles
         with particles(num_particles=num_samples, max_plate_nesting=mpn):
-            with ResampleMessenger(guide_trace, index, -(mpn + 1), model.plate_name):
+            with ResampleMessenger(guide_trace, index, -(mpn + 1), plate):
                 trace = poutine.trace(model).get_trace(x)
     posterior, dims = {}, {}
     for name, site in trace.nodes.items():
@@ -248,7 +251,7 @@ def sample_posterior(model, guide, data, num_samples: int = 1000, num_particles:
             continue
         value = site["value"].detach().cpu().numpy()  # [N, (B,) *event]
         posterior[name] = value[np.newaxis]  # [chain=1, draw=N, ...]
-        local = any(f.name == model.plate_name for f in site["cond_indep_stack"])
+        local = any(f.name == plate for f in site["cond_indep_stack"])
         event = [f"{name}_dim_{i}" for i in range(site["fn"].event_dim)]
         dims[name] = (["data"] if local else []) + event
     ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))

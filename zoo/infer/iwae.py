@@ -8,8 +8,9 @@ plate and :math:`w_{k,n} = p_\theta(x_n, z_{k,n}) / q_\phi(z_{k,n} \mid x_n)` [1
     \mathcal{L}_K = \sum_n \mathbb{E}\Big[\log \frac1K \sum_{k=1}^K w_{k,n}\Big], \qquad
     \mathcal{L}_1 = \mathrm{ELBO} \le \mathcal{L}_K \le \mathcal{L}_{K+1} \le \log p(x).
 
-The log-mean-exp is taken **per data point** whenever every latent is local (this is where
-Pyro's ``RenyiELBO(alpha=0)`` falls back to one joint weight per batch, see
+The log-mean-exp is taken **per data point** whenever every latent is local, decided from the
+data plate by name (Pyro's ``RenyiELBO(alpha=0)`` agrees on such models, and falls back to one
+joint weight per batch as soon as any site sits outside the plates, see
 ``notes/pyro-anchors.md`` 5.6); under minibatching the sum over the batch is scaled by
 ``num_data / batch_size``. With a global latent the weight of a particle is joint,
 :math:`\log w_k = \log w^{\text{global}}_k + s \sum_n \log w_{k,n}` with that scale s.

@@ -62,7 +62,7 @@ import pyro
 import torch
 
 from zoo.infer.nested_programs import NestedPrograms
-from zoo.infer.nested_resampling import effective_sample_size, logmeanexp
+from zoo.infer.resampling import effective_sample_size, log_mean_exp
 from zoo.poutine.nested_resample_messenger import nested_resample
 from zoo.poutine.nested_score_messenger import nested_score
 
@@ -81,7 +81,7 @@ class NestedSweep:
 
     @property
     def log_z(self) -> float:
-        return logmeanexp(self.log_weight).item()
+        return log_mean_exp(self.log_weight).item()
 
     @property
     def ess(self) -> float:
@@ -137,13 +137,14 @@ class NestedObjective:
         if keep_particles:
             sweep.particles.append(z)
             sweep.log_weights.append(log_weight)
+        particles = pyro.plate("particles", num_particles, dim=-1)  # entered once per level
         for k in range(1, programs.num_levels):
             # The schedule is recomputed per level so that each level owns its graph.
             betas = programs.schedule()
             resampler = (nested_resample(log_weight=log_weight, method=self.resampler,
                                          sites=["z_prev"])
                          if self.resample and k > 1 else contextlib.nullcontext())
-            with pyro.plate("particles", num_particles, dim=-1):
+            with particles:
                 with resampler, nested_score(stl=stl, reparameterized=stl) as forward:
                     z_prev, z = programs.proposal(k, z, betas)
                 with nested_score() as reverse:
@@ -189,6 +190,9 @@ def evaluate_nested(programs: NestedPrograms, objective: NestedObjective, num_pa
         log_z.append(sweep.log_z)
         ess.append(100 * sweep.ess)
     log_z, ess = torch.tensor(log_z), torch.tensor(ess)
-    sem = (lambda x: (x.std() / len(x) ** 0.5).item() if len(x) > 1 else float("nan"))
+
+    def sem(x):
+        return (x.std() / len(x) ** 0.5).item() if len(x) > 1 else float("nan")
+
     return {"log_z": log_z.mean().item(), "log_z_sem": sem(log_z),
             "ess_percent": ess.mean().item(), "ess_percent_sem": sem(ess)}

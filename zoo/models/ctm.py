@@ -99,6 +99,10 @@ class CTM(ZooModel):
         """Topic-word probabilities beta, ``[K, V]``, rows on the simplex."""
         return F.softmax(self.topic_logits, dim=-1)
 
+    def topic_word_matrix(self, guide=None) -> torch.Tensor:
+        """The topics ``[K, V]`` (the accessor every topic model of the zoo provides)."""
+        return self.topic_words().detach()
+
     def word_probs(self, doc_logits: torch.Tensor) -> torch.Tensor:
         """p(w | z) = softmax(z)^T beta for ``doc_logits [..., K]``; returns ``[..., V]``."""
         theta = self.theta_dropout(F.softmax(doc_logits, dim=-1))  # [..., K]

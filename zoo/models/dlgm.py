@@ -85,7 +85,7 @@ class NoiseFactor(nn.Module):
     def scale_tril(self) -> torch.Tensor:
         return torch.tril(self.off_diag, diagonal=-1) + torch.diag_embed(self.diag())  # [d, d]
 
-    def dist(self, loc: torch.Tensor):
+    def distribution(self, loc: torch.Tensor):
         r""":math:`\mathcal{N}(\mathrm{loc}, G_l G_l^\top)` for ``loc`` of shape ``[..., d_l]``."""
         if self.kind == "diagonal":
             return dist.Normal(loc, self.diag()).to_event(1)
@@ -172,7 +172,7 @@ class DLGM(ZooModel):
     def layer_dist(self, l: int, z_above: torch.Tensor):
         """p(z_l | z_{l+1}) = N(T_l(z_{l+1}), G_l G_l^T) for 1 <= l < L."""
         loc = self.transitions[l - 1](z_above)  # [..., d_l]
-        return self.noise[l - 1].dist(loc)
+        return self.noise[l - 1].distribution(loc)
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size=1):
         """Score a batch ``x`` of shape ``[batch, input_dim]``; with ``x=None`` draw

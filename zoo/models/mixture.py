@@ -77,7 +77,8 @@ class GaussianMixture(ZooModel):
         self.mixture_logits = nn.Parameter(torch.zeros(num_components))  # [C]
 
     def latent_sites(self):
-        return (CategoricalSite("assignment", "categorical", (), num_categories=self.num_components),)
+        site = CategoricalSite("assignment", "categorical", (), num_categories=self.num_components)
+        return (site,)
 
     @property
     def scale(self) -> torch.Tensor:

@@ -42,7 +42,7 @@ from zoo.models.priors import dirichlet_laplace_approximation
 from zoo.registry import register_model
 
 
-def flat_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def flat_apply(module, x: torch.Tensor) -> torch.Tensor:
     """Apply ``module`` to the last dimension of ``x`` with all leading dims (particles,
     batch) flattened into one: ``BatchNorm1d`` would read a 3-d input as ``[N, C, L]``."""
     out = module(x.reshape(-1, x.shape[-1]))
@@ -106,6 +106,14 @@ class ProdLDA(ZooModel):
             return pyro.sample("x", dist.Multinomial(total_count, logits=logits), obs=x)
 
     def topic_word_matrix(self, guide=None) -> torch.Tensor:
-        r"""``softmax`` of each row of :math:`\beta`, ``[K, V]``: the expert of each topic (the
-        rows of :math:`\beta` are what AVITM prints as topics)."""
-        return torch.softmax(self.beta.weight.detach().T, -1)
+        r"""What the decoder emits for a document made of topic :math:`k` alone (eval mode:
+        no dropout, BatchNorm on its running statistics), ``[K, V]``:
+        :math:`\mathrm{softmax}_v\big((\beta_{kv} - m_v) / s_v\big)`. The BatchNorm shift
+        :math:`m_v` and scale :math:`s_v` differ per word, so ranking the raw rows of
+        :math:`\beta` (AVITM's printout) can favour words that every topic raises."""
+        with torch.no_grad():
+            logits = self.beta.weight.T  # [K, V]
+            norm = self.logit_norm
+            if isinstance(norm, nn.BatchNorm1d):
+                logits = (logits - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+            return torch.softmax(logits, -1)

@@ -94,8 +94,8 @@ class RingGMM(Target):
 
 
 class Banana(Target):
-    """Twisted Gaussian: :math:`z_1 \\sim N(0, a^2)`, :math:`z_2 \\mid z_1 \\sim N(b(z_1^2-a^2), 1)`,
-    unnormalized (:math:`Z = 2\\pi a`)."""
+    """Twisted Gaussian: :math:`z_1 \\sim N(0, a^2)`,
+    :math:`z_2 \\mid z_1 \\sim N(b(z_1^2-a^2), 1)`, unnormalized (:math:`Z = 2\\pi a`)."""
 
     def __init__(self, a: float = 2.0, b: float = 0.5):
         super().__init__()
@@ -187,6 +187,8 @@ class AnnealedDensity(dist.TorchDistribution):
         super().__init__(torch.Size(batch_shape), torch.Size([path.dim]), validate_args)
 
     def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self
         return AnnealedDensity(self.path, self.beta, batch_shape, self._validate_args)
 
     def log_prob(self, value):
@@ -194,7 +196,7 @@ class AnnealedDensity(dist.TorchDistribution):
             self._validate_sample(value)
         return self.path.log_density(value, self.beta)
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=()):
         raise NotImplementedError(
             "An annealed target is an unnormalized density and has no sampler; give the site a "
             "value (obs=..., poutine.condition or poutine.replay)."

@@ -13,8 +13,9 @@ where *local* sites sit inside the data plate (one term per data point n, observ
 and *global* sites do not (one term per particle k). With only local latents the data points are
 independent given the parameters and :math:`\log w_{k,n}` is the weight of data point n [1];
 with global latents only the joint weight :math:`\log w^{\text{global}}_k + \sum_n \log w_{k,n}`
-is an importance weight (Pyro's ``RenyiELBO`` and ``Importance`` lose this distinction, see
-``notes/pyro-anchors.md`` section 5.6).
+is an importance weight. (Pyro's ``Importance`` keeps one weight per whole trace, and
+``RenyiELBO`` is per data point only over plates that hold every site; see
+``notes/pyro-anchors.md`` section 5.6.)
 
 Log densities are **unscaled**: the subsample scale ``num_data / batch_size`` of the data plate
 is recorded in :attr:`LogWeightMessenger.data_scale`, not applied, because a weight is a property
@@ -121,9 +122,10 @@ class LogWeightMessenger(Messenger):
     def __exit__(self, *args, **kwargs):
         if self.guide_trace is not None and args[0] is None:
             for name, site in self.guide_trace.nodes.items():
-                if site["type"] == "sample" and not site_is_subsample(site) and name not in self._seen:
-                    lq = site["fn"].log_prob(site["value"])
-                    self._add(lq, site["cond_indep_stack"], site["mask"], -1.0)
+                if site["type"] != "sample" or site_is_subsample(site) or name in self._seen:
+                    continue
+                lq = site["fn"].log_prob(site["value"])
+                self._add(lq, site["cond_indep_stack"], site["mask"], -1.0)
         return super().__exit__(*args, **kwargs)
 
     def total(self) -> torch.Tensor:

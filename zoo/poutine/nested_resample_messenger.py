@@ -2,8 +2,8 @@ r"""Resample the incoming particles of a program by their importance weights.
 
 Between two levels of nested importance sampling [1] the particles
 :math:`(w_{k-1}^s, z_{k-1}^s)_{s=1}^S` are properly weighted for :math:`\gamma_{k-1}`. Resampling
-draws ancestors :math:`a^s` (systematic or multinomial, see
-:mod:`zoo.infer.nested_resampling`) and replaces them by
+draws ancestors :math:`a^s` (systematic or multinomial, see :mod:`zoo.infer.resampling`) and
+replaces them by
 
 .. math::
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from pyro.poutine.messenger import Messenger
 
-from zoo.infer.nested_resampling import logmeanexp, resample_indices
+from zoo.infer.resampling import log_mean_exp, resample
 
 
 class NestedResampleMessenger(Messenger):
@@ -65,9 +65,13 @@ class NestedResampleMessenger(Messenger):
 
     def __enter__(self):
         # One set of ancestors per run, shared by all the sites it resamples.
-        self.indices = resample_indices(self.incoming_log_weight, self.method, self.generator)
-        num = self.incoming_log_weight.size(0)
-        self.log_weight = logmeanexp(self.incoming_log_weight).expand(num).clone()
+        lw = self.incoming_log_weight
+        if lw.dim() != 1:
+            raise ValueError(
+                f"Expected log weights of shape (num_particles,), got {tuple(lw.shape)}; resample "
+                "one set of particles at a time.")
+        self.indices = resample(lw, method=self.method, generator=self.generator)  # (S,)
+        self.log_weight = log_mean_exp(lw).expand(lw.size(0)).clone()
         return super().__enter__()
 
     def _pyro_sample(self, msg):

@@ -94,7 +94,8 @@ class ResampleMessenger(Messenger):
         site = self.trace.nodes[name]
         if site["type"] != "sample" or site_is_subsample(site):
             return
-        data = [f.dim for f in site["cond_indep_stack"] if f.name == self.plate_name and f.vectorized]
+        frames = site["cond_indep_stack"]
+        data = [f.dim for f in frames if f.name == self.plate_name and f.vectorized]
         if self.index.dim() == 2 and not data:
             raise ValueError(
                 f"site '{name}' is global; resample whole particles with indices of shape [N]."

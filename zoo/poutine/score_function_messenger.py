@@ -86,7 +86,7 @@ class NotReparameterized(TorchDistribution):
     def support(self):
         return self.base.support
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=()):
         with torch.no_grad():
             return self.base.sample(sample_shape)
 

@@ -1,0 +1,173 @@
+r"""Topic models on 20 Newsgroups against scikit-learn's LDA, in one run.
+
+Data: NVDM's 20 Newsgroups bag of words (``../shared/data/20news``: 7,505 documents, 2,000
+words), split 80/20 at random with seed 0 (``zoo.data.load("20news")``). K = 50 topics. Models:
+LDA with the ``dirichlet`` and the ``logistic_normal`` guide, ProdLDA and NVDM (their published
+optimizer settings), and scikit-learn's ``LatentDirichletAllocation`` with online and batch
+variational Bayes (priors 1/K, as our LDA). Reported per model: training wall time, held-out
+perplexity, NPMI of the top 10 words over the whole corpus, topic diversity of the top 25.
+
+Every perplexity is the corpus form :math:`\exp(-\sum_d b_d / \sum_d N_d)` over held-out
+documents, with the multinomial coefficient removed and global topics at their posterior mean
+(:mod:`zoo.topics`). For scikit-learn, :math:`b_d` is the mean-field bound of a fixed-topic E-step
+(coordinate ascent on :math:`q(\theta_d)q(z_d)` for 100 iterations, its usual inference) at the
+posterior-mean topics :math:`\lambda / \sum_v \lambda_v`; its own ``perplexity()`` also adds the
+whole topic KL to the held-out bound, which makes it worse, and is shown beside it. For LDA the
+semi-amortized figure refines each held-out document's guide for a few steps.
+
+Run with ``OMP_NUM_THREADS=1`` (``torch.set_num_threads(1)`` is set here too): on a shared
+machine multithreaded torch timings are erratic. ``--quick`` trains for a few epochs only.
+
+    OMP_NUM_THREADS=1 python benchmarks/topic_models.py --out benchmarks/results/topic_models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from scipy.special import digamma, gammaln
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from zoo import data as zoo_data  # noqa: E402
+from zoo import metrics, topics  # noqa: E402
+from zoo.runs import build  # noqa: E402
+from zoo.train import TrainConfig, fit  # noqa: E402
+
+K = 50
+NEURAL = {  # name: (model, guide, epochs, epochs in --quick, extra train settings)
+    "LDA (dirichlet guide)": ("lda", "dirichlet", 60, 3, {}),
+    "LDA (logistic_normal guide)": ("lda", "logistic_normal", 60, 3, {}),
+    "ProdLDA": ("prodlda", None, 100, 3, {}),
+    "NVDM": ("nvdm", None, 30, 2, {}),
+}
+
+
+def fixed_topic_bounds(beta, counts, alpha, iters=100):
+    r"""Per-document mean-field bounds at fixed topics ``beta`` ``[K, V]`` (rows sum to 1):
+    coordinate ascent on :math:`q(\theta_d) = \mathrm{Dir}(\gamma_d)` and :math:`q(z_{dn})`,
+    then :math:`\sum_v x_{dv}\log\sum_k e^{E\log\theta_{dk}}\beta_{kv} - KL(q(\theta_d)\|p)`."""
+    x = counts.toarray().astype(np.float64)  # [D, V]
+    num_topics = beta.shape[0]
+    gamma = np.full((x.shape[0], num_topics), alpha + x.sum(1, keepdims=True) / num_topics)
+    for _ in range(iters):
+        e_log_theta = digamma(gamma) - digamma(gamma.sum(1, keepdims=True))  # [D, K]
+        norm = np.exp(e_log_theta) @ beta  # [D, V]
+        gamma = alpha + np.exp(e_log_theta) * ((x / np.maximum(norm, 1e-300)) @ beta.T)
+    e_log_theta = digamma(gamma) - digamma(gamma.sum(1, keepdims=True))
+    words = (x * np.log(np.maximum(np.exp(e_log_theta) @ beta, 1e-300))).sum(1)  # [D]
+    kl = (gammaln(gamma.sum(1)) - gammaln(gamma).sum(1) - gammaln(num_topics * alpha)
+          + num_topics * gammaln(alpha) + ((gamma - alpha) * e_log_theta).sum(1))
+    return words - kl
+
+
+def run_sklearn(dataset, method, quick):
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    train, test = dataset.train.counts, dataset.test.counts
+    lda = LatentDirichletAllocation(
+        n_components=K, learning_method=method, max_iter=2 if quick else 30,
+        batch_size=128, random_state=0, n_jobs=1)
+    start = time.perf_counter()
+    lda.fit(train)
+    seconds = time.perf_counter() - start
+    beta = lda.components_ / lda.components_.sum(1, keepdims=True)
+    bounds = fixed_topic_bounds(beta, test, 1.0 / K)
+    return {
+        "seconds": seconds,
+        "perplexity": metrics.perplexity(bounds, dataset.test.lengths),
+        "sklearn_perplexity": float(lda.perplexity(test)),
+        "npmi": metrics.npmi(beta, dataset, top_n=10).mean,
+        "diversity": metrics.topic_diversity(beta, top_k=25),
+    }
+
+
+def run_neural(dataset, model_name, guide_name, epochs, seed=0):
+    pyro.set_rng_seed(seed)
+    config = {"num_topics": K} if model_name != "nvdm" else {"latent_dim": K}
+    model, guide = build(model_name, guide_name, dataset, config)
+    train = TrainConfig(**{**getattr(model, "default_train_config", {}), "epochs": epochs,
+                           "seed": seed, "device": "cpu"})
+    start = time.perf_counter()
+    fit(model, guide, dataset, train, progress=False)
+    seconds = time.perf_counter() - start
+    pyro.set_rng_seed(seed)
+    summary = topics.topics_summary(model, guide, dataset,
+                                    refine_steps=30 if model_name == "lda" else 0)
+    out = {k: summary[k] for k in ("perplexity", "npmi", "diversity")}
+    out["seconds"] = seconds
+    if "perplexity_refined" in summary:
+        out["perplexity_refined"] = summary["perplexity_refined"]
+    out["top_words"] = summary.get("top_words", [])[:5]
+    return out
+
+
+def markdown(results) -> str:
+    rows = ["| method | train s | held-out perplexity | semi-amortized | sklearn perplexity() "
+            "| NPMI (whole corpus) | diversity |", "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        def cell(key, fmt):
+            return format(r[key], fmt) if key in r else "-"
+        rows.append(f"| {name} | {r['seconds']:.0f} | {r['perplexity']:.0f} | "
+                    f"{cell('perplexity_refined', '.0f')} | {cell('sklearn_perplexity', '.0f')} "
+                    f"| {r['npmi']:.3f} | {r['diversity']:.2f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few epochs, to check it runs")
+    parser.add_argument("--only", action="append", help="run only these methods (repeatable)")
+    parser.add_argument("--epochs", type=int, help="override every neural model's epochs")
+    parser.add_argument("--out", help="folder for results.json and results.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    pyro.settings.set(module_local_params=True)
+    try:
+        dataset = zoo_data.load("20news", test_fraction=0.2, seed=0)
+    except ValueError as e:
+        print(f"skipped: 20 Newsgroups is not available ({e})")
+        return None
+    print(f"{dataset}; K = {K}; torch threads {torch.get_num_threads()}", file=sys.stderr)
+    methods = list(NEURAL) + ["scikit-learn online VB", "scikit-learn batch VB"]
+    results = {}
+    for name in methods:
+        if args.only and not any(o.lower() in name.lower() for o in args.only):
+            continue
+        if name.startswith("scikit-learn"):
+            results[name] = run_sklearn(dataset, name.split()[1], args.quick)
+        else:
+            model_name, guide_name, epochs, quick_epochs, _ = NEURAL[name]
+            if args.epochs:
+                epochs = args.epochs
+            results[name] = run_neural(dataset, model_name, guide_name,
+                                       quick_epochs if args.quick else epochs)
+        print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'top_words'})}",
+              file=sys.stderr)
+    report = {
+        "data": "20news (NVDM .feat), 80/20 split seed 0", "num_topics": K,
+        "hardware": f"{platform.processor() or platform.machine()}, torch threads "
+                    f"{torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+        "quick": args.quick, "results": results,
+    }
+    table = markdown(results)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "results.md").write_text(table + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

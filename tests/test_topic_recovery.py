@@ -1,0 +1,139 @@
+"""Topic recovery on the classic "bars" corpus (Griffiths & Steyvers 2004), and the topic-model
+evaluation of zoo/topics.py: bounds, refinement, summary, and the `zoo topics` command."""
+
+import json
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from zoo import metrics, topics
+from zoo.data import Dataset, TensorSplit
+from zoo.registry import get_guide, get_model
+from zoo.train import fit
+
+GRID = 5
+
+
+def bars_topics(grid=GRID) -> torch.Tensor:
+    """The 2 * grid bars of a grid x grid image as topics over grid**2 pixels, ``[2g, g*g]``."""
+    rows = torch.eye(grid).repeat_interleave(grid, dim=1)  # row r lights pixels r*g .. r*g+g-1
+    cols = torch.eye(grid).repeat(1, grid)  # column c lights pixels c, c+g, ...
+    bars = torch.cat([rows, cols])
+    return bars / bars.sum(-1, keepdim=True)
+
+
+def bars_corpus(num_docs=1000, length=100, alpha=0.5, seed=0):
+    """Documents sampled from LDA with the bars as topics: ``(topics [10, 25], counts [D, 25])``."""
+    gen = torch.Generator().manual_seed(seed)
+    true = bars_topics()
+    theta = torch._sample_dirichlet(torch.full((num_docs, true.shape[0]), alpha), generator=gen)
+    words = torch.multinomial(theta @ true, length, replacement=True, generator=gen)  # [D, L]
+    counts = torch.zeros(num_docs, true.shape[1]).scatter_add_(1, words, torch.ones_like(
+        words, dtype=torch.float))
+    return true, counts
+
+
+def matched_cosines(true, learned) -> np.ndarray:
+    """Cosine similarity of each true topic with its Hungarian-matched learned topic."""
+    a = true / true.norm(dim=-1, keepdim=True)
+    b = learned / learned.norm(dim=-1, keepdim=True)
+    cos = (a @ b.T).numpy()
+    rows, cols = linear_sum_assignment(-cos)
+    return cos[rows, cols]
+
+
+def bars_dataset(alpha):
+    true, counts = bars_corpus(alpha=alpha)
+    return true, Dataset("bars", TensorSplit(counts[:800]), TensorSplit(counts[800:850]), "text")
+
+
+@pytest.fixture(scope="module")
+def bars_data():
+    return bars_dataset(alpha=0.5)
+
+
+def fit_bars(data, model_name, guide_name, model_config, epochs, lr, batch_size=50,
+             objective="trace", betas=(0.9, 0.999), guide_options=None, seed=0):
+    pyro.set_rng_seed(seed)
+    model = get_model(model_name, input_dim=GRID * GRID, num_topics=2 * GRID, **model_config)
+    options = {**getattr(model, "default_guide_options", {}), **(guide_options or {})}
+    guide = get_guide(guide_name, model, **options)
+    history = fit(model, guide, data, epochs=epochs, lr=lr, betas=betas, batch_size=batch_size,
+                  objective=objective, seed=seed, progress=False)
+    model.eval()
+    guide.eval()
+    return model, guide, history
+
+
+@pytest.mark.parametrize("guide_name,objective", [("dirichlet", "meanfield"),
+                                                  ("logistic_normal", "trace")])
+def test_lda_recovers_bars(bars_data, guide_name, objective):
+    true, data = bars_data
+    model, guide, history = fit_bars(data, "lda", guide_name, {"doc_concentration": 0.5},
+                                     epochs=60, lr=0.02, objective=objective)
+    cos = matched_cosines(true, topics.topic_word(model, guide))
+    assert cos.min() >= 0.9, np.round(np.sort(cos), 3)
+    assert history[-1]["heldout_elbo"] > history[0]["heldout_elbo"]
+
+
+def test_prodlda_recovers_bars():
+    # A product of experts softmax(sum_k theta_k beta_k) sharpens towards the *intersection* of
+    # the bars a document mixes, not their union, so ProdLDA gets sparser documents (alpha 0.2,
+    # about two bars each) than LDA; dropout on theta 0.2 as in Pyro's tutorial (0.6 is tuned
+    # for K = 50 on 20 Newsgroups).
+    true, data = bars_dataset(alpha=0.2)
+    model, guide, _ = fit_bars(data, "prodlda", "diagonal_normal", {"dropout": 0.2}, epochs=60,
+                               lr=0.02, batch_size=100, betas=(0.99, 0.999))
+    cos = matched_cosines(true, topics.topic_word(model))
+    assert cos.min() >= 0.9, np.round(np.sort(cos), 3)
+
+
+@pytest.fixture(scope="module")
+def small_lda(bars_data):
+    """A briefly trained LDA: good enough to evaluate, not to recover topics."""
+    _, data = bars_data
+    with pyro.settings.context(module_local_params=True):
+        model, guide, _ = fit_bars(data, "lda", "dirichlet", {"doc_concentration": 0.5},
+                                   epochs=3, lr=0.02)
+    return model, guide, data
+
+
+def test_document_bounds_are_below_the_importance_sampled_likelihood(small_lda):
+    model, guide, data = small_lda
+    x = data.test.batch(torch.arange(8))
+    pyro.set_rng_seed(1)
+    with torch.no_grad():
+        bounds = topics.document_bounds(model, guide, x, num_particles=64)  # [8]
+        log_w = topics.document_log_weights(model, guide, x, num_particles=4000)  # [S, 8]
+    iwae = torch.logsumexp(log_w, 0) - np.log(log_w.shape[0])
+    assert bounds.shape == (8,)
+    assert torch.all(bounds < iwae), (bounds, iwae)  # ELBO <= IWAE bound <= log p(w | beta)
+    assert torch.all(iwae < 0)  # bounds on the probability of a word sequence
+
+
+def test_refinement_tightens_the_bound(small_lda):
+    model, guide, data = small_lda
+    pyro.set_rng_seed(2)
+    amortized, lengths = topics.heldout_bounds(model, guide, data.test, num_particles=32)
+    pyro.set_rng_seed(2)
+    refined, _ = topics.heldout_bounds(model, guide, data.test, num_particles=32,
+                                       refine_steps=30, refine_lr=0.1)
+    assert refined.mean() > amortized.mean() + 0.1
+    assert metrics.perplexity(refined, lengths) < metrics.perplexity(amortized, lengths)
+
+
+def test_topics_summary(small_lda):
+    model, guide, data = small_lda
+    data.meta["vocab"] = [f"p{i}" for i in range(GRID * GRID)]
+    summary = topics.topics_summary(model, guide, data, num_words=5, refine_steps=2)
+    beta = topics.topic_word(model, guide)
+    reference = torch.cat([data.train.dense(), data.test.dense()]).numpy()
+    assert summary["num_topics"] == 2 * GRID
+    assert summary["npmi"] == pytest.approx(metrics.npmi(beta, reference, top_n=5).mean)
+    assert summary["diversity"] == pytest.approx(metrics.topic_diversity(beta, top_k=25))
+    assert 1 < summary["perplexity"] < 1e4 and "perplexity_refined" in summary
+    assert len(summary["top_words"]) == 2 * GRID and len(summary["top_words"][0]) == 5
+    json.dumps(summary)  # `zoo evaluate` writes it to summary.json

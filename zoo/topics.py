@@ -1,0 +1,190 @@
+r"""Evaluation shared by every topic model: held-out bounds, perplexity, NPMI, diversity, top words.
+
+**Per-document bounds.** Global latents (LDA's topics :math:`\beta`) are fixed at their posterior
+mean :math:`\bar\beta = \mathbb{E}_q[\beta]`, as scikit-learn and Gibbs samplers evaluate, and each
+held-out document gets the bound
+
+.. math::
+
+    b_d = \mathbb{E}_{q(\theta_d \mid x_d)}\big[\log p(x_d \mid \theta_d, \bar\beta)
+        + \log p(\theta_d) - \log q(\theta_d \mid x_d)\big]
+        - \log\frac{N_d!}{\prod_v x_{dv}!} \;\le\; \log p(w_{d,1:N_d} \mid \bar\beta),
+
+estimated with ``num_particles`` samples. The multinomial coefficient is removed, so
+:math:`b_d` bounds the probability of the word *sequence*, the quantity behind scikit-learn's
+``perplexity`` and the perplexities of the LDA, NVDM and AVITM papers. The held-out perplexity is
+:math:`\exp(-\sum_d b_d / \sum_d N_d)` (:func:`zoo.metrics.perplexity`).
+
+**Semi-amortized refinement** [1]. An encoder's :math:`q(\theta_d \mid x_d)` is only as good as
+the encoder: the *amortization gap*. With ``refine_steps > 0`` each held-out document's local
+variational parameters start at the encoder's output and take a few Adam steps on its own
+:math:`b_d` (the topics stay fixed), as classical mean-field VI would; guides expose their local
+parameters through ``local_parameters(x)`` and ``using_local_parameters(raw)`` (the ``dirichlet``
+and ``logistic_normal`` guides do).
+
+**Coherence and diversity** come from :mod:`zoo.metrics`: NPMI of each topic's top 10 words with
+document co-occurrence over the whole corpus (training and held-out documents; never-co-occurring
+pairs score -1), and the fraction of unique words among the top 25 of all topics.
+
+**References:**
+
+1. *Semi-Amortized Variational Autoencoders*, Y. Kim, S. Wiseman, A. C. Miller, D. Sontag,
+   A. M. Rush, ICML (2018), arXiv:1802.02550
+2. *Inference Suboptimality in Variational Autoencoders*, C. Cremer, X. Li, D. Duvenaud,
+   ICML (2018), arXiv:1801.03558
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pyro import poutine
+
+from zoo import metrics
+from zoo.evaluation import batched
+
+
+def topic_word(model, guide=None) -> torch.Tensor:
+    """The model's topics ``[K, V]`` (rows on the simplex): LDA's posterior mean read from the
+    guide, ProdLDA's per-topic decoder distributions, NVDM's per-dimension word weights."""
+    if not hasattr(model, "topic_word_matrix"):
+        raise ValueError(f"model '{getattr(model, 'registry_name', model)}' is not a topic model "
+                         "(it has no topic_word_matrix).")
+    return model.topic_word_matrix(guide).detach().cpu()
+
+
+def global_means(model, guide) -> dict:
+    """``{site: E_q[site]}`` for every global latent site of ``model``."""
+    names = [s.name for s in model.latent_sites() if not s.local]
+    if names and not hasattr(guide, "posterior_mean"):
+        raise ValueError(f"guide '{getattr(guide, 'registry_name', guide)}' cannot report the "
+                         f"posterior mean of the global sites {names}.")
+    return {name: guide.posterior_mean(name) for name in names}
+
+
+def log_multinomial_coefficient(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log N_d! - \sum_v \log x_{dv}!` for counts ``[..., V]`` -> ``[...]``."""
+    return torch.lgamma(x.sum(-1) + 1) - torch.lgamma(x + 1).sum(-1)
+
+
+def document_log_weights(model, guide, x: torch.Tensor, num_particles: int = 8, means=None,
+                         local_parameters=None) -> torch.Tensor:
+    r"""Per-document, per-particle log importance weights
+    :math:`\log p(x_d, \theta_d \mid \bar\beta) - \log q(\theta_d \mid x_d)` ``[S, batch]``
+    (nats, multinomial coefficient removed) with the global sites at ``means`` (default
+    :func:`global_means`); the ``S = num_particles`` samples are one vectorized batch.
+    Their mean over particles is the bound :math:`b_d`; their log-mean-exp the tighter
+    importance-sampled bound."""
+    means = global_means(model, guide) if means is None else means
+    batch = x.shape[0]
+    xs = x.repeat(num_particles, 1)  # [S * batch, V]: particle-major copies of the batch
+    cond_model = poutine.condition(model, data=means)
+    cond_guide = poutine.condition(guide, data=means)
+    if local_parameters is not None:
+        raw = {k: v.repeat(num_particles, *([1] * (v.dim() - 1)))
+               for k, v in local_parameters.items()}
+        with guide.using_local_parameters(raw):
+            guide_tr = poutine.trace(cond_guide).get_trace(xs)
+    else:
+        guide_tr = poutine.trace(cond_guide).get_trace(xs)
+    model_tr = poutine.trace(poutine.replay(cond_model, trace=guide_tr)).get_trace(xs)
+    total = xs.new_zeros(xs.shape[0])
+    for trace, sign in ((model_tr, 1.0), (guide_tr, -1.0)):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or name in means:
+                continue
+            if sign < 0 and site["is_observed"]:
+                continue
+            total = total + sign * site["fn"].log_prob(site["value"])  # [S * batch]
+    return total.reshape(num_particles, batch) - log_multinomial_coefficient(x)  # [S, batch]
+
+
+def document_bounds(model, guide, x: torch.Tensor, num_particles: int = 8, means=None,
+                    local_parameters=None) -> torch.Tensor:
+    """Per-document bounds :math:`b_d` ``[batch]`` (see :func:`document_log_weights`).
+    Differentiable; wrap it in ``torch.no_grad()`` to evaluate."""
+    return document_log_weights(model, guide, x, num_particles, means, local_parameters).mean(0)
+
+
+def refine_local_parameters(model, guide, x: torch.Tensor, steps: int = 20, lr: float = 0.05,
+                            num_particles: int = 4, means=None) -> dict:
+    """Start from the encoder's local parameters for ``x`` and take ``steps`` Adam steps on each
+    document's own bound (documents are independent given the topics, so one optimizer on the
+    sum optimizes each). Model and guide weights are not touched."""
+    if not hasattr(guide, "local_parameters"):
+        raise ValueError(f"guide '{getattr(guide, 'registry_name', guide)}' does not expose its "
+                         "local parameters; semi-amortized refinement needs 'dirichlet' or "
+                         "'logistic_normal'.")
+    means = global_means(model, guide) if means is None else means
+    with torch.no_grad():
+        raw = {k: v.detach().clone() for k, v in guide.local_parameters(x).items()}
+    leaves = [v.requires_grad_() for v in raw.values()]
+    optimizer = torch.optim.Adam(leaves, lr=lr)
+    for _ in range(steps):
+        loss = -document_bounds(model, guide, x, num_particles, means, raw).sum()
+        grads = torch.autograd.grad(loss, leaves)
+        for leaf, grad in zip(leaves, grads):
+            leaf.grad = grad
+        optimizer.step()
+    return {k: v.detach() for k, v in raw.items()}
+
+
+def heldout_bounds(model, guide, split, batch_size: int = 500, num_particles: int = 8,
+                   refine_steps: int = 0, refine_lr: float = 0.05):
+    """``(bounds [D], lengths [D])`` as NumPy arrays over a whole split, in eval mode."""
+    was_training = model.training, guide.training
+    model.eval()
+    guide.eval()
+    with torch.no_grad():
+        means = global_means(model, guide)
+    bounds, lengths = [], []
+    for x in batched(split, batch_size):
+        raw = None
+        if refine_steps > 0:
+            raw = refine_local_parameters(model, guide, x, refine_steps, refine_lr, means=means)
+        with torch.no_grad():
+            bounds.append(document_bounds(model, guide, x, num_particles, means, raw))
+        lengths.append(x.sum(-1))
+    model.train(was_training[0])
+    guide.train(was_training[1])
+    return torch.cat(bounds).numpy().astype(np.float64), torch.cat(lengths).numpy()
+
+
+def heldout_perplexity(model, guide, split, **options) -> float:
+    """Corpus perplexity :math:`\\exp(-\\sum_d b_d / \\sum_d N_d)` of ``split``."""
+    return metrics.perplexity(*heldout_bounds(model, guide, split, **options))
+
+
+def reference_corpus(data):
+    """What :func:`zoo.metrics.npmi` reads as the whole corpus: the dataset itself when its
+    splits are sparse, else the dense counts of training and held-out documents stacked."""
+    if all(hasattr(s, "counts") for s in (data.train, data.test)):
+        return data
+    return torch.cat([data.train.dense(), data.test.dense()]).numpy()
+
+
+def topics_summary(model, guide, data, num_words: int = 10, num_particles: int = 8,
+                   refine_steps: int = 0, diversity_k: int = 25) -> dict:
+    """What ``zoo evaluate`` reports for a topic model: held-out perplexity (and, with
+    ``refine_steps``, the semi-amortized one), NPMI against the whole corpus, diversity, and each
+    topic's top words when the data has a vocabulary."""
+    beta = topic_word(model, guide)  # [K, V]
+    bounds, lengths = heldout_bounds(model, guide, data.test, num_particles=num_particles)
+    summary = {
+        "num_topics": int(beta.shape[0]),
+        "perplexity": metrics.perplexity(bounds, lengths),
+        "perplexity_per_document": metrics.per_document_perplexity(bounds, lengths),
+        "perplexity_form": "corpus exp(-sum b_d / sum N_d), held-out, multinomial coefficient "
+                           "removed, global latents at their posterior mean",
+    }
+    if refine_steps > 0:
+        summary["perplexity_refined"] = metrics.perplexity(*heldout_bounds(
+            model, guide, data.test, num_particles=num_particles, refine_steps=refine_steps))
+        summary["refine_steps"] = refine_steps
+    summary["npmi"] = metrics.npmi(beta, reference_corpus(data), top_n=num_words).mean
+    summary["npmi_reference"] = "whole corpus (train + held-out), document co-occurrence"
+    summary["diversity"] = metrics.topic_diversity(beta, top_k=min(diversity_k, beta.shape[1]))
+    vocab = (getattr(data, "meta", None) or {}).get("vocab")
+    if vocab is not None:
+        summary["top_words"] = metrics.top_words(beta, vocab, num_words)
+    return summary
