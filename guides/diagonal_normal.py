@@ -61,9 +61,9 @@ class DiagonalNormalGuide(AmortizedGuide):
                  batch_norm=False):
         super().__init__(model, hidden_dims, activation, dropout)
         self.options["batch_norm"] = batch_norm
-        self.heads = nn.ModuleDict(
-            {s.name: GaussianHead(self.hidden_dim, s.event_shape[0], batch_norm) for s in self.sites}
-        )
+        self.heads = nn.ModuleDict({
+            s.name: GaussianHead(self.hidden_dim, s.event_shape[0], batch_norm) for s in self.sites
+        })
 
     @classmethod
     def why_not(cls, model):

@@ -3,15 +3,14 @@ r"""Dirichlet guide for models whose latents live on simplices (LDA's topics and
 .. math::
 
     q_\phi(\theta_d \mid x_d) &= \mathrm{Dir}\big(\gamma_\phi(x_d)\big), \qquad
-        \gamma_\phi(x) = \operatorname{softplus}\big(W\,\mathrm{MLP}_\phi(x) + c\big)
-        + \gamma_{\min}, \\
+        \gamma_\phi(x) = e^{t_\phi(x)}\,\mathrm{softmax}\big(m_\phi(x)\big) + \gamma_{\min}, \\
     q(\beta_k) &= \mathrm{Dir}(\lambda_k), \qquad
         \lambda_k = e^{s_k}\,\mathrm{softmax}(m_k) + \lambda_{\min},
 
 amortized over documents for local sites and mean-field (learned parameters, one Dirichlet per
-row) for global sites. The global concentration is split into a mean direction :math:`m_k` and
-a total :math:`e^{s_k}`, so Adam moves the topic's word distribution and its certainty on their
-own scales. Both are reparameterized with the pathwise gradient of the Dirichlet [2]; with the
+row) for global sites. Both concentrations are split into a mean direction (:math:`m`) and a
+total (:math:`e^{t}`, :math:`e^{s_k}`), so Adam moves a distribution and its certainty on their
+own scales; the documents' totals start high (see :meth:`DirichletGuide.init_head`). Both are reparameterized with the pathwise gradient of the Dirichlet [2]; with the
 ``meanfield`` objective the Dirichlet-Dirichlet KL is analytic (torch registers it) [1].
 
 Low concentrations make Dirichlet sampling unreliable (pytorch#76030; Pyro's ``lda.py``
@@ -38,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -66,11 +66,13 @@ def simplex_sites(model) -> str | None:
 
 class SimplexGuide(AmortizedGuide):
     """Shared machinery: an encoder head per local site, learned parameters per global site.
-    Subclasses define ``local_dim``, ``local_dist``, ``init_global``, ``global_dist`` and
-    ``posterior_mean``."""
+    Subclasses define ``local_dim``, ``mean_dim``, ``init_head``, ``local_dist``, ``init_global``,
+    ``global_dist`` and ``posterior_mean``."""
 
-    def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0):
+    def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
+                 batch_norm=False):
         super().__init__(model, hidden_dims, activation, dropout)
+        self.options["batch_norm"] = batch_norm
         plates = getattr(model, "global_plates", {})
         self.local_sites = tuple(s for s in self.sites if s.local)
         self.global_sites = tuple(s for s in self.sites if not s.local)
@@ -79,6 +81,14 @@ class SimplexGuide(AmortizedGuide):
         self.heads = nn.ModuleDict(
             {s.name: nn.Linear(self.hidden_dim, self.local_dim(s.event_shape[0]))
              for s in self.local_sites})
+        for head in self.heads.values():
+            self.init_head(head)
+        # BatchNorm (no affine) on the location part of each head, as AVITM normalizes its
+        # encoder heads: every topic's logit varies across the documents of a batch, so the
+        # encoder cannot send all documents to the same proportions (component collapse).
+        self.norms = nn.ModuleDict(
+            {s.name: nn.BatchNorm1d(self.mean_dim(s.event_shape[0]), affine=False)
+             for s in self.local_sites} if batch_norm else {})
         self.globals = nn.ParameterDict()
         for s in self.global_sites:
             for key, value in self.init_global(s.event_shape).items():
@@ -96,7 +106,11 @@ class SimplexGuide(AmortizedGuide):
     def local_parameters(self, x: torch.Tensor) -> dict:
         """Raw (unconstrained) encoder outputs per local site, ``[batch, local_dim]``."""
         h = self.hidden(x)  # [batch, hidden_dim]
-        return {s.name: self.heads[s.name](h) for s in self.local_sites}
+        raw = {s.name: self.heads[s.name](h) for s in self.local_sites}
+        for name, norm in self.norms.items():
+            m = norm.num_features
+            raw[name] = torch.cat([norm(raw[name][..., :m]), raw[name][..., m:]], -1)
+        return raw
 
     @contextlib.contextmanager
     def using_local_parameters(self, raw: dict):
@@ -129,27 +143,50 @@ class SimplexGuide(AmortizedGuide):
 class DirichletGuide(SimplexGuide):
     """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
     :param hidden_dims: encoder widths
+    :param bool batch_norm: BatchNorm (no affine) on the encoder's mean logits
+    :param float init_concentration: initial mean concentration per topic of the documents'
+        Dirichlets (their total starts at ``init_concentration * K``)
     :param float min_concentration: floor of the documents' Dirichlet concentrations
     :param float global_min_concentration: floor of the topics' concentrations
     :param float global_init_concentration: initial concentration per word of each topic
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 min_concentration=0.05, global_min_concentration=0.05,
+                 batch_norm=False, init_concentration=10.0, min_concentration=0.05, global_min_concentration=0.05,
                  global_init_concentration=10.0):
+        self.init_concentration = float(init_concentration)
         self.min_concentration = float(min_concentration)
         self.global_min_concentration = float(global_min_concentration)
         self.global_init_concentration = float(global_init_concentration)
-        super().__init__(model, hidden_dims, activation, dropout)
-        self.options.update(min_concentration=min_concentration,
+        super().__init__(model, hidden_dims, activation, dropout, batch_norm)
+        self.options.update(init_concentration=init_concentration,
+                            min_concentration=min_concentration,
                             global_min_concentration=global_min_concentration,
                             global_init_concentration=global_init_concentration)
 
     def local_dim(self, size: int) -> int:
-        return size
+        return size + 1  # mean logits [K] and log total concentration [1]
+
+    def mean_dim(self, size: int) -> int:
+        return size  # the mean logits come first
+
+    def init_head(self, head: nn.Linear):
+        # Start confident (total concentration init_concentration * K, small weights on it):
+        # a vague q(theta) hands every document random proportions, the topics then all learn
+        # the same average of the corpus, and amortized LDA collapses before the encoder
+        # learns anything. Pyro's lda.py sidesteps this with a point estimate (Delta guide).
+        size = head.out_features - 1
+        with torch.no_grad():
+            head.weight[-1].zero_()
+            head.bias[-1] = float(np.log(self.init_concentration * size))
+
+    def local_concentration(self, raw):
+        logits, log_total = raw[..., :-1], raw[..., -1:]  # [batch, K], [batch, 1]
+        total = log_total.clamp(max=15.0).exp()
+        return total * torch.softmax(logits, -1) + self.min_concentration
 
     def local_dist(self, raw):
-        return dist.Dirichlet(F.softplus(raw) + self.min_concentration)
+        return dist.Dirichlet(self.local_concentration(raw))
 
     def init_global(self, shape):
         lead, dim = shape[:-1], shape[-1]

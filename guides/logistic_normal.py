@@ -74,7 +74,11 @@ class AdditiveLogisticTransform(Transform):
         return torch.cat([u, u.new_zeros(*u.shape[:-1], 1)], -1)  # [..., K]
 
     def _call(self, u):
-        return torch.softmax(self._padded(u), -1)
+        # Clamped at the smallest normal float, as torch clamps its Dirichlet samples: a
+        # proportion that underflows to 0 would make log p(theta) infinite under alpha < 1.
+        # The clamp moves values by less than 1e-38; the log-Jacobian uses the exact
+        # log-softmax.
+        return torch.softmax(self._padded(u), -1).clamp_min(torch.finfo(u.dtype).tiny)
 
     def _inverse(self, y):
         log_y = y.clamp_min(torch.finfo(y.dtype).tiny).log()
@@ -101,23 +105,39 @@ def logistic_normal(loc: torch.Tensor, scale: torch.Tensor):
 class LogisticNormalGuide(SimplexGuide):
     """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
     :param hidden_dims: encoder widths
+    :param bool batch_norm: BatchNorm (no affine) on the encoder's locations
     :param float loc_bound: documents' Gaussian locations are squashed into
         ``(-loc_bound, loc_bound)`` by ``loc_bound * tanh(raw / loc_bound)``
+    :param float local_init_scale: initial standard deviation of the documents' Gaussians
     :param float global_init_scale: initial standard deviation of the topics' Gaussians
     :param int posterior_samples: samples averaged by :meth:`posterior_mean`
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 loc_bound=8.0, global_init_scale=0.1, posterior_samples=256):
+                 batch_norm=False, loc_bound=8.0, local_init_scale=0.1, global_init_scale=0.1,
+                 posterior_samples=256):
         self.loc_bound = float(loc_bound)
+        self.local_init_scale = float(local_init_scale)
         self.global_init_scale = float(global_init_scale)
         self.posterior_samples = int(posterior_samples)
-        super().__init__(model, hidden_dims, activation, dropout)
-        self.options.update(loc_bound=loc_bound, global_init_scale=global_init_scale,
+        super().__init__(model, hidden_dims, activation, dropout, batch_norm)
+        self.options.update(loc_bound=loc_bound, local_init_scale=local_init_scale,
+                            global_init_scale=global_init_scale,
                             posterior_samples=posterior_samples)
 
     def local_dim(self, size: int) -> int:
         return 2 * (size - 1)  # loc and raw scale of K - 1 free coordinates
+
+    def mean_dim(self, size: int) -> int:
+        return size - 1  # the locations come first
+
+    def init_head(self, head):
+        # Start with small scales (local_init_scale): a vague q(theta) at initialization gives
+        # every document random proportions and the topics collapse onto the corpus average.
+        free = head.out_features // 2
+        with torch.no_grad():
+            head.weight[free:].zero_()
+            head.bias[free:] = float(torch.tensor(self.local_init_scale).expm1().log())
 
     def local_dist(self, raw):
         raw_loc, raw_scale = raw.chunk(2, dim=-1)  # [batch, K-1] each

@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from zoo.data import Dataset, TensorSplit
-from zoo.models.ctm import topic_correlations, top_correlated_pairs
+from zoo.models.ctm import top_correlated_pairs, topic_correlations
 from zoo.models.priors import dirichlet_laplace_approximation
 from zoo.registry import get_guide, get_model, list_guides
 from zoo.train import fit

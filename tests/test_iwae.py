@@ -12,7 +12,7 @@ from zoo.infer import get_objective, list_objectives
 from zoo.infer.iwae import IWAE
 from zoo.models.ppca import PPCA, ExactPosteriorGuide
 from zoo.poutine import score_function
-from zoo.registry import get_guide
+from zoo.registry import get_guide, get_model, list_models
 
 
 class MeanFieldGuide(PyroModule):
@@ -134,3 +134,25 @@ def test_training_step_and_non_reparameterized_error(ppca):
     assert loss_fn(x).item() < start
     with pytest.raises(ValueError, match="tracegraph"):
         IWAE(num_particles=2).differentiable_loss(model, score_function(guide), x)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_trains_with_iwae(name):
+    """Anything registered either takes a finite IWAE/DReG step with its default guide, or (a
+    discrete guide) is refused with a message naming the alternative."""
+    pyro.set_rng_seed(0)
+    model = get_model(name)
+    guide = get_guide(model.default_guide, model, **getattr(model, "default_guide_options", {}))
+    x = model.example_batch(4)
+    for dreg in (False, True):
+        objective = IWAE(num_particles=3, dreg=dreg)
+        try:
+            loss = objective.differentiable_loss(model, guide, x, 50)
+        except ValueError as error:
+            assert "tracegraph" in str(error)
+            assert any(s.support == "categorical" for s in model.latent_sites())
+            return
+        loss.backward()
+        assert torch.isfinite(loss)
+        grads = [p.grad for p in guide.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -137,3 +137,33 @@ def test_topics_summary(small_lda):
     assert 1 < summary["perplexity"] < 1e4 and "perplexity_refined" in summary
     assert len(summary["top_words"]) == 2 * GRID and len(summary["top_words"][0]) == 5
     json.dumps(summary)  # `zoo evaluate` writes it to summary.json
+
+
+def test_zoo_topics_command(tmp_path, capsys):
+    """`zoo topics RUN --format json` prints each topic's top words, most probable first."""
+    import argparse
+
+    from zoo import cli_topics, runs
+    from zoo.data import load
+    from zoo.train import TrainConfig
+
+    dataset = load("reuters")
+    pyro.set_rng_seed(0)
+    model, guide = runs.build("lda", None, dataset, {"num_topics": 4})
+    config = TrainConfig(epochs=1, batch_size=200, lr=1e-2, device="cpu")
+    runs.write_config(tmp_path, model, guide, {"name": "reuters", "options": {}}, config)
+    fit(model, guide, dataset, config, out_dir=tmp_path, progress=False)
+
+    parser = argparse.ArgumentParser(prog="zoo")
+    cli_topics.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["topics", str(tmp_path), "--format", "json", "--num-words", "6"])
+    words = args.func(args)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == words and len(words) == 4 and all(len(row) == 6 for row in words)
+    model.eval()
+    beta = topics.topic_word(model, guide)
+    assert words[0][0] == dataset.meta["vocab"][int(beta[0].argmax())]
+    args = parser.parse_args(["topics", str(tmp_path)])
+    args.func(args)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[1].split()[0] == "1" and len(lines[1].split()) == 11

@@ -177,6 +177,45 @@ def _diverged(what: str, out_dir) -> str:
             "Lower the learning rate, or set clip_norm.")
 
 
+def _train_epoch(train_module, params, optimizer, split, batches, generator, device,
+                 config: TrainConfig, epoch: int, show: bool, out_dir):
+    """One pass over ``batches``; returns (mean loss per data point, points seen, seconds)."""
+    num_data = len(split)
+    train_module.train()
+    bar = tqdm(total=num_data, disable=not show, unit="pt", leave=False,
+               desc=f"epoch {epoch}/{config.epochs}")
+    start, total_loss, seen = time.perf_counter(), 0.0, 0
+    for step, index in enumerate(batches):
+        x = split.batch(index, generator).to(device, non_blocking=True)
+        try:
+            loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
+        except ValueError as e:
+            # With validation on, non-finite weights surface as an invalid distribution
+            # parameter before the loss itself turns NaN; it is the same divergence.
+            if "found invalid values" not in str(e):
+                raise
+            bar.close()
+            raise TrainingDiverged(_diverged(
+                f"non-finite parameters at epoch {epoch}, step {step + 1} "
+                f"({str(e).splitlines()[0]})", out_dir)) from e
+        value = loss.item()
+        if not math.isfinite(value):
+            bar.close()
+            raise TrainingDiverged(_diverged(
+                f"Loss became {value} at epoch {epoch}, step {step + 1}", out_dir))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+        optimizer.step()
+        total_loss += value * len(index)
+        seen += len(index)
+        bar.update(len(index))
+        bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+    bar.close()
+    return total_loss / seen, seen, time.perf_counter() - start
+
+
 def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
         progress=None, extra_metrics=None, **overrides) -> list[dict]:
     """Train ``guide`` (and ``model``'s parameters) on ``data.train``; return the history.
@@ -230,51 +269,20 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
         if writer:  # metrics.jsonl may hold epochs past the checkpoint if a run was killed
             atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out_dir / METRICS)
 
-    num_data = len(data.train)
     show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
     for epoch in range(start_epoch, config.epochs):
-        model.train()
-        guide.train()
         batches = _epoch_batches(
-            num_data, config.batch_size, generator, epoch, config.seed, rank, world_size
+            len(data.train), config.batch_size, generator, epoch, config.seed, rank, world_size
         )
-        bar = tqdm(total=num_data, disable=not show, unit="pt", leave=False,
-                   desc=f"epoch {epoch + 1}/{config.epochs}")
-        start, total_loss, seen = time.perf_counter(), 0.0, 0
-        for step, index in enumerate(batches):
-            x = data.train.batch(index, generator).to(device, non_blocking=True)
-            where = f"epoch {epoch + 1}, step {step + 1}"
-            try:
-                loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
-            except ValueError as e:
-                # With validation on, non-finite weights surface as an invalid distribution
-                # parameter before the loss itself turns NaN; it is the same divergence.
-                if "found invalid values" not in str(e):
-                    raise
-                bar.close()
-                raise TrainingDiverged(_diverged(f"non-finite parameters at {where} "
-                                                 f"({str(e).splitlines()[0]})", out_dir)) from e
-            value = loss.item()
-            if not math.isfinite(value):
-                bar.close()
-                raise TrainingDiverged(_diverged(f"Loss became {value} at {where}", out_dir))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
-            optimizer.step()
-            total_loss += value * len(index)
-            seen += len(index)
-            bar.update(len(index))
-            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
-        bar.close()
-        seconds = time.perf_counter() - start
-
+        train_loss, seen, seconds = _train_epoch(
+            train_module, params, optimizer, data.train, batches, generator, device, config,
+            epoch=epoch + 1, show=show, out_dir=out_dir,
+        )
         model.eval()
         guide.eval()
         record = {
             "epoch": epoch + 1,
-            "train_loss": total_loss / seen,
+            "train_loss": train_loss,
             "heldout_elbo": heldout_elbo(
                 model, guide, data.test, batch_size=config.eval_batch_size,
                 num_particles=config.eval_particles, device=device,
@@ -286,18 +294,16 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
             record.update(extra_metrics(model, guide, data))
         history.append(record)
         if writer:
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "guide": guide.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "rng": rng_state(generator),
-                    "train_config": asdict(config),
-                },
-                out_dir / CHECKPOINT,
-            )
+            checkpoint = {
+                "model": model.state_dict(),
+                "guide": guide.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "rng": rng_state(generator),
+                "train_config": asdict(config),
+            }
+            atomic_save(checkpoint, out_dir / CHECKPOINT)  # first the checkpoint, then the log
             with open(out_dir / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
         if show:

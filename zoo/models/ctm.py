@@ -17,7 +17,8 @@ with :math:`L` lower triangular with a positive diagonal (its log is the paramet
 at the Laplace approximation of :math:`\mathrm{Dir}(\alpha)` in the softmax basis [3]
 (:func:`~zoo.models.priors.dirichlet_laplace_approximation`): :math:`\mu_0 = 0`,
 :math:`L = \sqrt{1 - 1/K}\, I` for :math:`\alpha = 1`. The decoder is a mixture of topics (LDA's
-and AVITM's NVLDA [3]), with dropout on :math:`\theta` while training.
+and AVITM's NVLDA [3]), with dropout on :math:`\theta` while training; ``decoder="product"``
+gives NVCTM's log-linear decoder instead (as ProdLDA's, with BatchNorm on the word logits).
 
 **Correlations.** softmax is invariant to adding a constant to :math:`z`, so the likelihood
 says nothing about :math:`\Sigma_0` along :math:`\mathbf{1}`; :func:`topic_correlations` reports
@@ -40,33 +41,70 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 from torch.nn import functional as F
 
 from zoo.models.base import LatentSite, ZooModel
 from zoo.models.priors import dirichlet_laplace_approximation
+from zoo.models.prodlda import flat_apply
 from zoo.registry import register_model
+
+
+class WordCounts(TorchDistribution):
+    r"""Multinomial word counts with :math:`N_d` read from the value:
+    :math:`\log p(x) = \log N! - \sum_v \log x_v! + \sum_v x_v \log p_v`,
+    ``p = softmax(logits)``. Same density as ``Multinomial(logits=...)``, without building the
+    ``[batch, V]`` Binomial and its support checks that torch's constructor runs on every call
+    (half of a training step at V = 2,000). ``total_count`` is used only to sample."""
+
+    arg_constraints = {"logits": constraints.real_vector}
+    support = constraints.independent(constraints.nonnegative_integer, 1)
+
+    def __init__(self, logits: torch.Tensor, total_count: int = 1, validate_args=False):
+        self.logits = logits.log_softmax(-1)  # [..., V]
+        self.total_count = total_count
+        super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        logits = self.logits.expand(torch.Size(batch_shape) + self.event_shape)
+        return WordCounts(logits, self.total_count, validate_args=False)
+
+    def log_prob(self, value):
+        return (torch.lgamma(value.sum(-1) + 1) - torch.lgamma(value + 1).sum(-1)
+                + (value * self.logits).sum(-1))
+
+    def sample(self, sample_shape=()):
+        counts = dist.Multinomial(self.total_count, logits=self.logits)
+        return counts.sample(torch.Size(sample_shape))
 
 
 @register_model("ctm")
 class CTM(ZooModel):
-    """:param int input_dim: vocabulary size V
+    r""":param int input_dim: vocabulary size V
     :param int num_topics: K
     :param float alpha: symmetric Dirichlet concentration whose Laplace approximation is the
         initial prior (AVITM uses 1)
     :param float theta_dropout: dropout on the topic proportions while training (NVLDA: 0.25)
     :param bool learn_prior: learn the prior mean and Cholesky factor (else keep the Laplace
         prior fixed: a logistic-normal NVLDA)
+    :param str decoder: ``"mixture"`` (CTM's and LDA's :math:`\theta^\top\beta`) or
+        ``"product"`` (NVCTM's and ProdLDA's log-linear decoder,
+        :math:`\mathrm{softmax}(\mathrm{BN}(\lambda^\top\theta))`, BatchNorm without affine)
     """
 
     default_guide = "ctf"
     encoder_input = "log1p"
 
     def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
-                 theta_dropout: float = 0.25, learn_prior: bool = True):
+                 theta_dropout: float = 0.25, learn_prior: bool = True,
+                 decoder: str = "mixture"):
         super().__init__()
+        if decoder not in ("mixture", "product"):
+            raise ValueError(f"decoder must be 'mixture' or 'product', got {decoder!r}")
         self.config = dict(input_dim=input_dim, num_topics=num_topics, alpha=alpha,
-                           theta_dropout=theta_dropout, learn_prior=learn_prior)
+                           theta_dropout=theta_dropout, learn_prior=learn_prior, decoder=decoder)
+        self.decoder = decoder
         self.num_topics = num_topics
         loc, scale = dirichlet_laplace_approximation(torch.full((num_topics,), float(alpha)))
         self.prior_loc = nn.Parameter(loc, requires_grad=learn_prior)  # [K]
@@ -76,6 +114,8 @@ class CTM(ZooModel):
         # Topic-word logits lambda, small random init so the topics start apart.
         self.topic_logits = nn.Parameter(0.01 * torch.randn(num_topics, input_dim))  # [K, V]
         self.theta_dropout = nn.Dropout(theta_dropout)
+        if decoder == "product":
+            self.logit_norm = nn.BatchNorm1d(input_dim, affine=False)
 
     def latent_sites(self):
         return (LatentSite("doc_logits", "real", (self.num_topics,)),)
@@ -103,12 +143,15 @@ class CTM(ZooModel):
         """The topics ``[K, V]`` (the accessor every topic model of the zoo provides)."""
         return self.topic_words().detach()
 
-    def word_probs(self, doc_logits: torch.Tensor) -> torch.Tensor:
-        """p(w | z) = softmax(z)^T beta for ``doc_logits [..., K]``; returns ``[..., V]``."""
+    def word_log_probs(self, doc_logits: torch.Tensor) -> torch.Tensor:
+        """log p(w | z) for ``doc_logits [..., K]``; returns ``[..., V]``."""
         theta = self.theta_dropout(F.softmax(doc_logits, dim=-1))  # [..., K]
+        if self.decoder == "product":
+            logits = flat_apply(lambda t: self.logit_norm(t @ self.topic_logits), theta)
+            return logits.log_softmax(-1)  # [..., V]
         if self.training:  # dropout leaves theta off the simplex: renormalize
             theta = theta / theta.sum(-1, keepdim=True).clamp_min(1e-12)
-        return theta @ self.topic_words()  # [..., V]
+        return (theta @ self.topic_words()).clamp_min(1e-30).log()  # [..., V]
 
     @torch.no_grad()
     def init_topics(self, counts: torch.Tensor, generator: torch.Generator | None = None,
@@ -142,13 +185,10 @@ class CTM(ZooModel):
             x_template = x
         with self.data_plate(x_template, num_data):
             z = pyro.sample("doc_logits", self.prior())  # [batch, K]
-            logits = self.word_probs(z).clamp_min(1e-30).log()  # [batch, V]
-            # Multinomial.log_prob takes N_d from the observed counts; total_count only matters
-            # for sampling, so validation (which compares it with the row sums) is off.
+            logits = self.word_log_probs(z)  # [batch, V]
+            # N_d is read from the observed counts; total only matters for sampling
             total = doc_length if x is None else 1
-            return pyro.sample(
-                "words", dist.Multinomial(total, logits=logits, validate_args=False), obs=x
-            )
+            return pyro.sample("words", WordCounts(logits, total), obs=x)
 
 
 def topic_correlations(model: CTM, centered: bool = True) -> torch.Tensor:

@@ -55,6 +55,7 @@ from torch import nn
 from guides.diagonal_normal import GaussianHead
 from zoo.data.biterms import biterm_matrix, endpoint_counts, stack_sparse
 from zoo.models.base import LatentSite, ZooModel, data_plate
+from zoo.models.ctm import WordCounts
 from zoo.models.nets import mlp
 from zoo.models.priors import dirichlet_laplace_approximation
 from zoo.models.prodlda import flat_apply
@@ -112,8 +113,7 @@ class GraphBTM(ZooModel):
                             dist.Normal(self.prior_loc, self.prior_scale).to_event(1))
             logits = self.word_logits(h)  # [..., B, V]
             with poutine.scale(scale=self.biterm_weight):
-                return pyro.sample("endpoints", dist.Multinomial(
-                    total, logits=logits, validate_args=False), obs=counts)
+                return pyro.sample("endpoints", WordCounts(logits, total), obs=counts)
 
     def topic_word_matrix(self, guide=None) -> torch.Tensor:
         """``softmax`` of each column of W, ``[K, V]`` (the topics as GraphBTM prints them)."""
