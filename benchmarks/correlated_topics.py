@@ -57,9 +57,9 @@ K = 50
 CTM_GUIDE = dict(hidden_dims=(100, 100), activation="softplus", dropout=0.2, batch_norm=True)
 CTM_TRAIN = dict(lr=5e-3, betas=(0.99, 0.999), batch_size=200, objective="meanfield")
 METHODS = {  # name: (model, guide, epochs, epochs in --quick)
-    "CTM (diagonal_normal)": ("ctm", "diagonal_normal", 40, 2),
-    "CTM (householder)": ("ctm", "householder", 40, 2),
-    "CTM (ctf)": ("ctm", "ctf", 40, 2),
+    "CTM (diagonal_normal)": ("ctm", "diagonal_normal", 30, 2),
+    "CTM (householder)": ("ctm", "householder", 30, 2),
+    "CTM (ctf)": ("ctm", "ctf", 30, 2),
     "ProdLDA": ("prodlda", None, 100, 2),
 }
 
@@ -172,7 +172,7 @@ def main(argv=None):
                                                 quick_epochs if args.quick else epochs)
                 print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k not in ('top_words', 'top_correlated_pairs')})}", file=sys.stderr)  # noqa: E501
     if wanted("GraphBTM"):
-        graph_results, notes["python docs"] = run_graphbtm(2 if args.quick else 60, args.quick)
+        graph_results, notes["python docs"] = run_graphbtm(2 if args.quick else 20, args.quick)
         results.update(graph_results)
     report = {
         "data": notes, "hardware": f"{platform.processor() or platform.machine()}, torch threads "

@@ -45,8 +45,8 @@ from zoo.train import TrainConfig, fit  # noqa: E402
 
 K = 50
 NEURAL = {  # name: (model, guide, epochs, epochs in --quick, extra train settings)
-    "LDA (dirichlet guide)": ("lda", "dirichlet", 60, 3, {}),
-    "LDA (logistic_normal guide)": ("lda", "logistic_normal", 60, 3, {}),
+    "LDA (dirichlet guide)": ("lda", "dirichlet", 40, 3, {}),
+    "LDA (logistic_normal guide)": ("lda", "logistic_normal", 40, 3, {}),
     "ProdLDA": ("prodlda", None, 100, 3, {}),
     "NVDM": ("nvdm", None, 30, 2, {}),
 }
@@ -107,6 +107,10 @@ def run_neural(dataset, model_name, guide_name, epochs, seed=0):
     out["seconds"] = seconds
     if "perplexity_refined" in summary:
         out["perplexity_refined"] = summary["perplexity_refined"]
+    if model_name == "prodlda":  # AVITM ranks words by the raw rows of beta; report both
+        rows = model.beta.weight.detach().T  # [K, V]
+        out["npmi_beta_rows"] = metrics.npmi(rows, dataset, top_n=10).mean
+        out["diversity_beta_rows"] = metrics.topic_diversity(rows, top_k=25)
     out["top_words"] = summary.get("top_words", [])[:5]
     return out
 

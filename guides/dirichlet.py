@@ -70,9 +70,13 @@ class SimplexGuide(AmortizedGuide):
     ``global_dist`` and ``posterior_mean``."""
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 batch_norm=False):
+                 batch_norm=False, global_step_scale=1.0):
         super().__init__(model, hidden_dims, activation, dropout)
-        self.options["batch_norm"] = batch_norm
+        self.options.update(batch_norm=batch_norm, global_step_scale=global_step_scale)
+        # Global parameters are stored divided by this factor and used multiplied by it, so
+        # an optimizer's step moves them global_step_scale times as far as an encoder weight:
+        # a per-parameter learning rate that any torch optimizer honours.
+        self.global_step_scale = float(global_step_scale)
         plates = getattr(model, "global_plates", {})
         self.local_sites = tuple(s for s in self.sites if s.local)
         self.global_sites = tuple(s for s in self.sites if not s.local)
@@ -92,7 +96,7 @@ class SimplexGuide(AmortizedGuide):
         self.globals = nn.ParameterDict()
         for s in self.global_sites:
             for key, value in self.init_global(s.event_shape).items():
-                self.globals[f"{s.name}__{key}"] = nn.Parameter(value)
+                self.globals[f"{s.name}__{key}"] = nn.Parameter(value / self.global_step_scale)
         self._override = None
 
     @classmethod
@@ -101,7 +105,8 @@ class SimplexGuide(AmortizedGuide):
 
     def global_params(self, name: str) -> dict:
         prefix = f"{name}__"
-        return {k[len(prefix):]: v for k, v in self.globals.items() if k.startswith(prefix)}
+        return {k[len(prefix):]: self.global_step_scale * v
+                for k, v in self.globals.items() if k.startswith(prefix)}
 
     def local_parameters(self, x: torch.Tensor) -> dict:
         """Raw (unconstrained) encoder outputs per local site, ``[batch, local_dim]``."""
@@ -144,6 +149,8 @@ class DirichletGuide(SimplexGuide):
     """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
     :param hidden_dims: encoder widths
     :param bool batch_norm: BatchNorm (no affine) on the encoder's mean logits
+    :param float global_step_scale: the topics' parameters move this many times faster than
+        the encoder's under the same optimizer
     :param float init_concentration: initial mean concentration per topic of the documents'
         Dirichlets (their total starts at ``init_concentration * K``)
     :param float min_concentration: floor of the documents' Dirichlet concentrations
@@ -152,13 +159,14 @@ class DirichletGuide(SimplexGuide):
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 batch_norm=False, init_concentration=10.0, min_concentration=0.05, global_min_concentration=0.05,
+                 batch_norm=False, global_step_scale=1.0, init_concentration=10.0,
+                 min_concentration=0.05, global_min_concentration=0.05,
                  global_init_concentration=10.0):
         self.init_concentration = float(init_concentration)
         self.min_concentration = float(min_concentration)
         self.global_min_concentration = float(global_min_concentration)
         self.global_init_concentration = float(global_init_concentration)
-        super().__init__(model, hidden_dims, activation, dropout, batch_norm)
+        super().__init__(model, hidden_dims, activation, dropout, batch_norm, global_step_scale)
         self.options.update(init_concentration=init_concentration,
                             min_concentration=min_concentration,
                             global_min_concentration=global_min_concentration,

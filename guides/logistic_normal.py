@@ -106,6 +106,8 @@ class LogisticNormalGuide(SimplexGuide):
     """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
     :param hidden_dims: encoder widths
     :param bool batch_norm: BatchNorm (no affine) on the encoder's locations
+    :param float global_step_scale: the topics' parameters move this many times faster than
+        the encoder's under the same optimizer
     :param float loc_bound: documents' Gaussian locations are squashed into
         ``(-loc_bound, loc_bound)`` by ``loc_bound * tanh(raw / loc_bound)``
     :param float local_init_scale: initial standard deviation of the documents' Gaussians
@@ -114,13 +116,13 @@ class LogisticNormalGuide(SimplexGuide):
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 batch_norm=False, loc_bound=8.0, local_init_scale=0.1, global_init_scale=0.1,
+                 batch_norm=False, global_step_scale=1.0, loc_bound=8.0, local_init_scale=0.1, global_init_scale=0.1,
                  posterior_samples=256):
         self.loc_bound = float(loc_bound)
         self.local_init_scale = float(local_init_scale)
         self.global_init_scale = float(global_init_scale)
         self.posterior_samples = int(posterior_samples)
-        super().__init__(model, hidden_dims, activation, dropout, batch_norm)
+        super().__init__(model, hidden_dims, activation, dropout, batch_norm, global_step_scale)
         self.options.update(loc_bound=loc_bound, local_init_scale=local_init_scale,
                             global_init_scale=global_init_scale,
                             posterior_samples=posterior_samples)

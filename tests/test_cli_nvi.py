@@ -18,7 +18,8 @@ def test_train_then_evaluate_writes_a_run_folder(tmp_path, capsys, objective, re
     out = tmp_path / "run"
     args = _parse(["nvi", "train", "--target", "banana", "--num-levels", "3", "--iterations", "20",
                    "--eval-every", "10", "--eval-batches", "3", "--eval-particles", "16",
-                   "--objective", objective, "--schedule", schedule, "--quiet", "--out", str(out),
+                   "--objective", objective, "--resampler", "multinomial", "--schedule", schedule,
+                   "--quiet", "--out", str(out),
                    "--resample" if resample else "--no-resample"])
     summary = args.func(args)
     for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json", "levels.png"):

@@ -111,3 +111,23 @@ def test_correlation_plot(tmp_path):
     assert (tmp_path / "corr.png").stat().st_size > 0 and len(fig.axes) == 3
     with pytest.raises(ValueError, match="square"):
         plot_topic_correlations(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("decoder", ["mixture", "product"])
+def test_word_log_probs_are_normalized(decoder):
+    model = get_model("ctm", input_dim=V, num_topics=K, decoder=decoder).eval()
+    log_p = model.word_log_probs(torch.randn(2, 3, K))
+    assert log_p.shape == (2, 3, V)
+    assert torch.allclose(log_p.exp().sum(-1), torch.ones(2, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="decoder must be"):
+        get_model("ctm", decoder="sum")
+
+
+def test_word_counts_density_is_the_multinomial():
+    from zoo.models.ctm import WordCounts
+
+    logits = torch.randn(3, V)
+    x = torch.distributions.Multinomial(40, logits=logits).sample()
+    expected = torch.distributions.Multinomial(40, logits=logits).log_prob(x)
+    assert torch.allclose(WordCounts(logits).log_prob(x), expected, atol=1e-4)
+    assert WordCounts(logits, total_count=7).sample((2,)).sum(-1).eq(7).all()

@@ -55,7 +55,7 @@ def test_score_function_is_unbiased_and_noisier(ppca):
     standard errors per coordinate) and a larger variance; a baseline reduces it."""
     model, guide, x = ppca
     params = list(guide.parameters())
-    n = 150
+    n = 100
     rep = sample_gradients(Trace_ELBO(), model, guide, (x,), params=params, num_samples=n)
     sf = sample_gradients(TraceGraph_ELBO(), model, score_function(guide, baseline=BASELINE),
                           (x,), params=params, num_samples=n, warmup=20)
@@ -68,7 +68,7 @@ def test_score_function_is_unbiased_and_noisier(ppca):
                                           score_function(guide, baseline=BASELINE)),
             "score function": (TraceGraph_ELBO(), score_function(guide)),
         },
-        model, (x,), params=params, num_samples=60,
+        model, (x,), params=params, num_samples=40,
     )
     var = [r["total_variance"] for r in results.values()]
     assert var[0] < var[1] < var[2], markdown_table(results)
@@ -105,7 +105,7 @@ def test_mixture_estimators_baseline_and_enumeration(gmm):
                                           score_function(guide, baseline=BASELINE)),
             "enumerated": (TraceEnum_ELBO(max_plate_nesting=1), config_enumerate(guide)),
         },
-        model, (x,), params=params, num_samples=60,
+        model, (x,), params=params, num_samples=40,
     )
     var = [r["total_variance"] for r in results.values()]
     assert var[2] < 1e-8 * var[0] and var[1] < var[0], markdown_table(results)

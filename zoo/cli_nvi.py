@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from zoo.infer.nested import DIVERGENCES, NestedObjective, evaluate_nested
 from zoo.infer.nested_programs import SCHEDULES, NestedPrograms
+from zoo.infer.resampling import RESAMPLERS
 from zoo.models.targets import INIT_SCALES, TARGETS, GeometricPath, get_target
 
 
@@ -47,7 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="training particles (default 288 // K, the paper's budget)")
     train.add_argument("--objective", choices=DIVERGENCES, default="nvi-rkl")
     train.add_argument("--resample", action=argparse.BooleanOptionalAction, default=False,
-                       help="systematic resampling between levels (NVIR)")
+                       help="resample between levels (NVIR)")
+    train.add_argument("--resampler", choices=RESAMPLERS, default="systematic")
     train.add_argument("--schedule", choices=SCHEDULES, default="linear",
                        help="fixed linear beta, or learned monotone beta (NVI*)")
     train.add_argument("--iterations", type=int, default=2000)
@@ -75,7 +77,8 @@ def build(config: dict) -> tuple[NestedPrograms, NestedObjective]:
     path = GeometricPath(get_target(config["target"]), INIT_SCALES[config["target"]])
     programs = NestedPrograms(path, config["num_levels"], config["schedule"],
                               config["hidden_dim"])
-    return programs, NestedObjective(config["objective"], resample=config["resample"])
+    return programs, NestedObjective(config["objective"], resample=config["resample"],
+                                     resampler=config.get("resampler", "systematic"))
 
 
 def _atomic_save(obj, path: Path):
@@ -91,7 +94,8 @@ def _write_json(path: Path, obj):
 
 def train(args) -> dict:
     config = {k: getattr(args, k) for k in (
-        "target", "num_levels", "num_particles", "objective", "resample", "schedule", "iterations",
+        "target", "num_levels", "num_particles", "objective", "resample", "resampler", "schedule",
+        "iterations",
         "lr", "hidden_dim", "eval_every", "eval_particles", "eval_batches", "seed")}
     config["num_particles"] = config["num_particles"] or max(1, 288 // args.num_levels)
     out = args.out

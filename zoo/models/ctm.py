@@ -34,6 +34,7 @@ reason). ``centered=False`` gives the raw :math:`\Sigma_0`.
    WWW 2019, doi:10.1145/3308558.3313561
 3. *Autoencoding Variational Inference for Topic Models*, A. Srivastava, C. Sutton (2017),
    arXiv:1703.01488
+4. *k-means++: The Advantages of Careful Seeding*, D. Arthur, S. Vassilvitskii, SODA 2007
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ class CTM(ZooModel):
 
     default_guide = "ctf"
     encoder_input = "log1p"
+    #: AVITM's encoder (two softplus layers of 100, dropout 0.2, BatchNorm heads); the CLI
+    #: applies these unless told otherwise. They fit all three guides (diagonal, householder, ctf).
+    default_guide_options = dict(hidden_dims=(100, 100), activation="softplus", dropout=0.2,
+                                 batch_norm=True)
+    #: Adam with AVITM's beta1 = 0.99, lr 5e-3 (NVLDA's), batches of 200; analytic KL
+    default_train_config = dict(lr=5e-3, betas=(0.99, 0.999), batch_size=200,
+                                objective="meanfield")
 
     def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
                  theta_dropout: float = 0.25, learn_prior: bool = True,
