@@ -82,6 +82,7 @@ def train_in_turns(pairs, data, budget, args):
             model, guide = pairs[i]
             histories[i] = fit(model, guide, data, epochs=len(histories[i]) + 1,
                                batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               objective=args.objective, num_particles=args.num_particles,
                                out_dir=os.path.join(root, str(i)), resume=bool(histories[i]),
                                progress=False, device="cpu")
             spent[i] = sum(h["seconds"] for h in histories[i])
@@ -174,6 +175,10 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--objective", default="trace",
+                        help="training objective by name (trace, meanfield, iwae, ...)")
+    parser.add_argument("--num-particles", type=int, default=1,
+                        help="particles of the training objective (K of iwae)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--guides", nargs="+", default=list(GUIDES), choices=list(GUIDES))
     parser.add_argument("--json", help="also write the results to this file")
@@ -199,6 +204,8 @@ def main(argv=None):
         "num_particles": args.particles,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "objective": args.objective,
+        "objective_particles": args.num_particles,
         "models": {k: MODELS[k] for k in args.models},
         "guides": {k: GUIDES[k] for k in args.guides},
         "hardware": f"{platform.machine()} {platform.processor() or ''} "

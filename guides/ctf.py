@@ -13,9 +13,10 @@ hidden layer. The next vectors follow :math:`v_{t+1} = H_t W_t v_t`, with :math:
 
 *Why* :math:`W_t`: the literal rule :math:`v_{t+1} = H_t v_t` of the NVCTM description is
 degenerate, because :math:`H(v)\,v = -v`: every reflection equals :math:`H(\mu)` and
-:math:`U \in \{I, H(\mu)\}`. Both public re-implementations inherit this (their :math:`U` is
-:math:`H(\hat\mu)^{T+1}`); :math:`W_t` restores a rich family and reduces to the literal rule at
-:math:`W_t = I`.
+:math:`U \in \{I, H(\mu)\}`. The TensorFlow re-implementation (CR-GSM-NVCTM) computes exactly
+:math:`U = H(\hat\mu)^{T+1}`; a PyTorch one prepends one reflection from the hidden layer,
+:math:`U = H_0 H(\mu)^T`, its only freedom. :math:`W_t` restores a rich family and reduces to the
+literal rule at :math:`W_t = I`.
 
 **KL.** :math:`U` is orthogonal, so the sample :math:`z = U(\mu + \sigma\odot\epsilon)` has the
 covariance above, and the KL to a Gaussian prior :math:`\mathcal{N}(\mu_0, \Sigma_0)` is

@@ -116,8 +116,8 @@ class LogisticNormalGuide(SimplexGuide):
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 batch_norm=False, global_step_scale=1.0, loc_bound=8.0, local_init_scale=0.1, global_init_scale=0.1,
-                 posterior_samples=256):
+                 batch_norm=False, global_step_scale=1.0, loc_bound=8.0, local_init_scale=0.7,
+                 global_init_scale=0.1, posterior_samples=256):
         self.loc_bound = float(loc_bound)
         self.local_init_scale = float(local_init_scale)
         self.global_init_scale = float(global_init_scale)
@@ -134,8 +134,8 @@ class LogisticNormalGuide(SimplexGuide):
         return size - 1  # the locations come first
 
     def init_head(self, head):
-        # Start with small scales (local_init_scale): a vague q(theta) at initialization gives
-        # every document random proportions and the topics collapse onto the corpus average.
+        # Every document starts at the same scale (local_init_scale; the weights of the scale
+        # half of the head are zero), so the first steps are not driven by random scales.
         free = head.out_features // 2
         with torch.no_grad():
             head.weight[free:].zero_()

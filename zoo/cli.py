@@ -20,8 +20,8 @@ from pathlib import Path
 import pyro
 import torch
 
+from zoo import cli_nvi, runs
 from zoo import data as zoo_data
-from zoo import runs
 from zoo.data.text import add_data_prepare_parser
 from zoo.evaluation import heldout_elbo
 from zoo.infer import list_objectives
@@ -46,10 +46,20 @@ def parse_options(pairs) -> dict:
 
 # --------------------------------------------------------------------------------------- list
 def cmd_list(args):
-    print(f"{'model':<12} {'default guide':<16} guides that fit")
+    rows = []
     for name in list_models():
         model = find_model(name)()
-        print(f"{name:<12} {model.default_guide:<16} {', '.join(list_guides(model))}")
+        module_doc = sys.modules[type(model).__module__].__doc__ or ""
+        summary = " ".join(module_doc.strip().split("\n\n")[0].split())  # first paragraph
+        rows.append((name, model.default_guide, list_guides(model), summary))
+    if args.markdown:  # the README's table is made by `zoo list --markdown`
+        print("| model | what it is | default guide | guides that fit |\n|---|---|---|---|")
+        for name, default, guides, summary in rows:
+            print(f"| `{name}` | {summary} | `{default}` | {', '.join(guides)} |")
+        return
+    print(f"{'model':<12} {'default guide':<16} guides that fit")
+    for name, default, guides, _ in rows:
+        print(f"{name:<12} {default:<16} {', '.join(guides)}")
     print(f"\nobjectives (--elbo): {', '.join(list_objectives())}")
     print(f"datasets (--data):   {', '.join(zoo_data.list_datasets())}, "
           f"or a file: {', '.join(f for f in zoo_data.list_formats() if f != 'dir')}, "
@@ -191,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="models, the guides that fit each, objectives, datasets")
+    ls = sub.add_parser("list", help="models, the guides that fit each, objectives, datasets")
+    ls.add_argument("--markdown", action="store_true", help="the model table as markdown")
 
     t = sub.add_parser("train", help="train a model and guide; writes a run folder")
     t.add_argument("model")
@@ -242,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--out", required=True)
     dl.set_defaults(func=cmd_download)
     add_data_prepare_parser(dsub)
+
+    cli_nvi.add_parser(sub)
     return parser
 
 

@@ -19,8 +19,8 @@ estimators the objectives need:
 * ``stl=True`` scores the sites the program *samples* with stopped parameter gradients, the
   "sticking the landing" estimator [2]: :math:`\log q_{\bar\phi}(z_\phi)` keeps the pathwise
   gradient through :math:`z` and drops the score term, whose expectation is zero.
-* ``reparameterized=False`` draws those sites without a pathwise gradient (``sample`` instead of
-  ``rsample``), as the forward-KL objective (a score-function, RWS-type gradient) requires.
+* ``reparameterized=False`` hands the program those sites' draws detached, i.e. without a pathwise
+  gradient, as the forward-KL objective (a score-function, RWS-type gradient) requires.
 
 Example::
 
@@ -67,7 +67,7 @@ class NestedScoreMessenger(Messenger):
 
     :param int particle_dim: the (negative) batch dimension that indexes particles.
     :param bool stl: score sampled (latent) sites with detached distribution parameters.
-    :param bool reparameterized: draw latent sites with ``rsample`` (else ``sample``).
+    :param bool reparameterized: keep the pathwise gradient of latent draws (else detach them).
     """
 
     def __init__(self, particle_dim: int = -1, stl: bool = False, reparameterized: bool = True):
