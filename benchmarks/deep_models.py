@@ -145,7 +145,11 @@ def run_guide(guide_name, data, args):
 
 def markdown(rows, args) -> str:
     vae_ll = {r["guide"]: r["is_log_likelihood"] for r in rows if r["model"] == "vae"}
+    objective = args.objective + (f", K={args.num_particles}" if args.num_particles > 1 else "")
     lines = [
+        f"Digits, seed {args.seed}, {args.budget:g} s of training per pair, objective "
+        f"{objective}, batch {args.batch_size}, Adam lr {args.lr:g}, 1 CPU thread.",
+        "",
         f"| model | guide | epochs in {args.budget:g} s | s/epoch | held-out ELBO | "
         f"log p(x), K={args.particles} (IS s.e.) | ESS | active units | vs VAE, same guide |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -10,8 +10,9 @@ r"""Dirichlet guide for models whose latents live on simplices (LDA's topics and
 amortized over documents for local sites and mean-field (learned parameters, one Dirichlet per
 row) for global sites. Both concentrations are split into a mean direction (:math:`m`) and a
 total (:math:`e^{t}`, :math:`e^{s_k}`), so Adam moves a distribution and its certainty on their
-own scales; the documents' totals start high (see :meth:`DirichletGuide.init_head`). Both are reparameterized with the pathwise gradient of the Dirichlet [2]; with the
-``meanfield`` objective the Dirichlet-Dirichlet KL is analytic (torch registers it) [1].
+own scales; the documents' totals start high (see :meth:`DirichletGuide.init_head`). Both are
+reparameterized with the pathwise gradient of the Dirichlet [2]; with the ``meanfield`` objective
+the Dirichlet-Dirichlet KL is analytic (torch registers it) [1].
 
 Low concentrations make Dirichlet sampling unreliable (pytorch#76030; Pyro's ``lda.py``
 constrains its posterior concentrations above 0.5), so concentrations are floored at
@@ -42,7 +43,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from guides.base import AmortizedGuide
 from zoo.models.base import data_plate

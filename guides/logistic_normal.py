@@ -156,7 +156,12 @@ class LogisticNormalGuide(SimplexGuide):
 
     def global_loc_scale(self, name: str):
         p = self.global_params(name)
-        return p["loc"], F.softplus(p["raw_scale"]) + 1e-4
+        # Bounded like the documents' locations (at 2.5 loc_bound): under eta < 1 the Monte
+        # Carlo ELBO keeps rewarding rare words' probabilities for falling, until
+        # theta^T beta underflows for some word and the loss is no longer finite.
+        bound = 2.5 * self.loc_bound
+        loc = bound * torch.tanh(p["loc"] / bound)
+        return loc, F.softplus(p["raw_scale"]) + 1e-4
 
     def global_dist(self, name: str):
         return logistic_normal(*self.global_loc_scale(name))

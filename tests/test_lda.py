@@ -1,7 +1,6 @@
 """LDA (zoo/models/lda.py) and its simplex guides (guides/dirichlet.py, guides/logistic_normal.py):
 shapes, scaling under minibatches, exact guide densities, analytic KL, guide fitting."""
 
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch

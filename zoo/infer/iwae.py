@@ -28,8 +28,9 @@ term makes the signal-to-noise ratio of the IWAE encoder gradient vanish as
 implemented as the surrogate :math:`\sum_k \mathrm{sg}(\tilde w_k^2)\,
 \log w_k(\mathrm{sg}\,\theta, z_k(\phi), \mathrm{sg}\,\phi)` (parameters detached with
 ``torch.func.functional_call``) plus the plain IWAE bound at detached :math:`z` for the model
-gradient. The loss value is the IWAE bound in both cases. Guide sites must be reparameterizable;
-for discrete latents use ``tracegraph``.
+gradient. The loss value is the IWAE bound in both cases. DReG runs model and guide twice per
+step (a guide with BatchNorm in training mode updates its running statistics twice). Guide sites
+must be reparameterizable; for discrete latents use ``tracegraph``.
 
 **References:**
 
