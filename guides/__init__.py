@@ -1,10 +1,14 @@
 """Guide families. Each is generic over what it approximates and registers itself; importing
 this package registers them all."""
 
-from guides import diagonal_normal, householder  # noqa: F401
+from guides import (  # noqa: F401
+    categorical,  # discrete local latents (enumerable or score function)
+    ctf,  # centralized transformation flow: N(U mu, U diag(sigma^2) U^T)
+    diagonal_normal,  # amortized diagonal Gaussian (the VAE encoder)
+    dirichlet,  # amortized Dirichlet for simplex latents, mean-field Dirichlet for globals
+    householder,  # diagonal Gaussian rotated by amortized Householder reflections
+    logistic_normal,  # Gaussian mapped to the simplex by a bijection with its Jacobian
+    low_rank_normal,  # diagonal plus rank-r covariance (Rezende et al.'s recognition model)
+)
 from guides.diagonal_normal import DiagonalNormalGuide  # noqa: F401
 from guides.householder import HouseholderGuide, HouseholderNormal  # noqa: F401
-from guides import low_rank_normal  # noqa: F401
-from guides import ctf  # noqa: F401,E402  (centralized transformation flow; CTM)
-from guides import dirichlet, logistic_normal  # noqa: F401,E402  (simplex guides, issue 3)
-from guides import categorical  # noqa: F401,E402  (discrete local latents, issue 4)

@@ -51,6 +51,8 @@ class AmortizedGuide(LocalParamsModule):
 
 def local_real_vector_sites(model) -> str | None:
     """``None`` when every latent site of ``model`` is a local real vector, else the reason."""
+    if getattr(model, "graph_input", False):
+        return "the model's data points are graphs [batch, V, V], not flat vectors."
     sites = model.latent_sites()
     if not sites:
         return "the model has no latent sites."

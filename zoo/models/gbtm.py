@@ -52,11 +52,10 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
-from guides.diagonal_normal import GaussianHead
 from zoo.data.biterms import biterm_matrix, endpoint_counts, stack_sparse
 from zoo.models.base import LatentSite, ZooModel, data_plate
 from zoo.models.ctm import WordCounts
-from zoo.models.nets import mlp
+from zoo.models.nets import GaussianHead, mlp
 from zoo.models.priors import dirichlet_laplace_approximation
 from zoo.models.prodlda import flat_apply
 from zoo.registry import register_guide, register_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torch import nn
+from torch.nn import functional as F
 
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -17,3 +18,22 @@ def mlp(widths, activation: str = "softplus", final_activation: bool = False) ->
         if i < len(widths) - 2 or final_activation:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """``hidden -> (loc, scale)`` for one latent site."""
+
+    def __init__(self, hidden_dim: int, latent_dim: int, batch_norm: bool = False):
+        super().__init__()
+        self.loc = nn.Linear(hidden_dim, latent_dim)
+        self.raw_scale = nn.Linear(hidden_dim, latent_dim)
+        # Start near q = N(., 0.5^2): large initial variances make the first steps noisy.
+        nn.init.zeros_(self.raw_scale.weight)
+        nn.init.constant_(self.raw_scale.bias, -0.5)
+        self.loc_norm = nn.BatchNorm1d(latent_dim, affine=False) if batch_norm else nn.Identity()
+        self.scale_norm = nn.BatchNorm1d(latent_dim, affine=False) if batch_norm else nn.Identity()
+
+    def forward(self, h):
+        loc = self.loc_norm(self.loc(h))
+        scale = F.softplus(self.scale_norm(self.raw_scale(h))) + 1e-4
+        return loc, scale

@@ -7,7 +7,8 @@ normal: :math:`\theta = \mathrm{softmax}(h)`, :math:`h \sim \mathcal{N}(\mu_0, \
 .. math::
 
     \mu_{0k} = \log\alpha_k - \frac{1}{K}\sum_i \log\alpha_i, \qquad
-    \Sigma_{0kk} = \frac{1}{\alpha_k}\Big(1 - \frac{2}{K}\Big) + \frac{1}{K^2}\sum_i\frac{1}{\alpha_i}.
+    \Sigma_{0kk} = \frac{1}{\alpha_k}\Big(1 - \frac{2}{K}\Big)
+                   + \frac{1}{K^2}\sum_i\frac{1}{\alpha_i}.
 
 For :math:`\alpha = 1` this gives :math:`\mu_0 = 0` and :math:`\Sigma_0 = (1 - 1/K) I`, the
 values in the AVITM code (``mu2``/``var2``) and in OCTIS. ProdLDA, NVDM-style topic models, CTM
