@@ -54,10 +54,12 @@ def test_decoder_is_a_batchnormed_product_of_experts(seed):
     h = torch.randn(7, 5)
     theta = torch.softmax(h, -1)
     bn = model.logit_norm
+    with torch.no_grad():
+        model.background.normal_()
     expected = (theta @ model.beta.weight.T - bn.running_mean) / (bn.running_var + bn.eps).sqrt()
-    assert torch.allclose(model.word_logits(h), expected, atol=1e-5)
-    # a pure topic's distribution is what topic_word_matrix reports
-    pure = torch.softmax(model.word_logits(torch.eye(5) * 50.0), -1)
+    assert torch.allclose(model.word_logits(h), expected + model.background, atol=1e-5)
+    # a pure topic's distribution, less the shared background, is what topic_word_matrix reports
+    pure = torch.softmax(model.word_logits(torch.eye(5) * 50.0) - model.background, -1)
     assert torch.allclose(model.topic_word_matrix(), pure, atol=1e-4)
     # dropout on theta is active in training mode only
     model.train()

@@ -62,7 +62,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.models.base import LatentSite, ZooModel
-from zoo.models.nets import mlp
+from zoo.models.nets import mlp, pixel_distribution
 from zoo.registry import register_model
 
 NOISE = ("diagonal", "full")
@@ -163,11 +163,8 @@ class DLGM(ZooModel):
 
     def observation_dist(self, z_1: torch.Tensor):
         """p(x | z_1) for bottom-layer codes of shape ``[..., d_1]``."""
-        out = self.decoder(z_1)  # [..., input_dim]
-        if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out).to_event(1)
-        scale = 1e-2 + F.softplus(self.log_scale)
-        return dist.Normal(out, scale).to_event(1)
+        return pixel_distribution(self.decoder(z_1), self.likelihood,
+                                  getattr(self, "log_scale", None))
 
     def layer_dist(self, l: int, z_above: torch.Tensor):
         """p(z_l | z_{l+1}) = N(T_l(z_{l+1}), G_l G_l^T) for 1 <= l < L."""

@@ -53,7 +53,8 @@ class LDA(ZooModel):
     :param int num_topics: :math:`K`
     :param float doc_concentration: :math:`\\alpha` (default 1: with scikit-learn's sparse
         :math:`1/K` an amortized guide collapses, every topic drifting to the corpus' frequent
-        words; on 20 Newsgroups at K = 50 it gave perplexity 1650 against 1190 with 1)
+        words; on 20 Newsgroups at K = 50, after 8 epochs of the Dirichlet guide, held-out
+        perplexity was 1498 with :math:`1/K` against 1212 with 1)
     :param float topic_concentration: :math:`\\eta` (default :math:`1/K`)
     """
 

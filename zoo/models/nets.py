@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pyro.distributions as dist
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -37,3 +39,13 @@ class GaussianHead(nn.Module):
         loc = self.loc_norm(self.loc(h))
         scale = F.softplus(self.scale_norm(self.raw_scale(h))) + 1e-4
         return loc, scale
+
+
+def pixel_distribution(out: torch.Tensor, likelihood: str, log_scale: torch.Tensor | None = None):
+    """p(x | z) over flattened pixels from a decoder's output ``[..., D]``: Bernoulli with
+    ``out`` as logits, or Normal with ``out`` as mean and one learned scale per pixel, floored at
+    0.01 (constant pixels, like the border of digits, would otherwise drive their scale to 0 and
+    the likelihood to infinity)."""
+    if likelihood == "bernoulli":
+        return dist.Bernoulli(logits=out).to_event(1)
+    return dist.Normal(out, 1e-2 + F.softplus(log_scale)).to_event(1)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from zoo.models.base import LatentSite, ZooModel
-from zoo.models.nets import mlp
+from zoo.models.nets import mlp, pixel_distribution
 from zoo.registry import register_model
 
 
@@ -64,8 +64,6 @@ class VAE(ZooModel):
         self.likelihood = likelihood
         self.decoder = mlp([latent_dim, *hidden_dims, input_dim], activation)
         if likelihood == "gaussian":
-            # One learned noise scale per pixel, floored: constant pixels (the border of digits)
-            # would otherwise drive their scale to 0 and the likelihood to infinity.
             self.log_scale = nn.Parameter(torch.zeros(input_dim))
 
     def latent_sites(self):
@@ -73,11 +71,8 @@ class VAE(ZooModel):
 
     def observation_dist(self, z: torch.Tensor):
         """p(x | z) for latent codes ``z`` of shape ``[..., latent_dim]``."""
-        out = self.decoder(z)  # [..., input_dim]
-        if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out).to_event(1)
-        scale = 1e-2 + nn.functional.softplus(self.log_scale)
-        return dist.Normal(out, scale).to_event(1)
+        log_scale = getattr(self, "log_scale", None)  # a parameter for Gaussian pixels only
+        return pixel_distribution(self.decoder(z), self.likelihood, log_scale)
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size=1):
         """Score a batch ``x`` of shape ``[batch, input_dim]``; with ``x=None`` draw
