@@ -1,6 +1,11 @@
 """Data loaders: ``zoo.data.load(name_or_path)`` returns a :class:`~zoo.data.dataset.Dataset`
 with train and test splits and metadata (the vocabulary for text, the image shape for images)."""
 
+# Importing a loader module registers its datasets and formats.
+from zoo.data import (  # noqa: F401
+    images,  # digits, .npy arrays, MNIST IDX files
+    text,  # reuters, 20news, .ldac, .feat/.svmlight, .npz, .txt
+)
 from zoo.data.dataset import Dataset, Split, TensorSplit, train_test_indices  # noqa: F401
 from zoo.data.registry import (  # noqa: F401
     list_datasets,
@@ -9,7 +14,3 @@ from zoo.data.registry import (  # noqa: F401
     register_dataset,
     register_format,
 )
-
-# Importing a loader module registers its datasets and formats.
-from zoo.data import images  # noqa: E402,F401  (digits, .npy arrays, MNIST IDX files)
-from zoo.data import text  # noqa: E402,F401  (reuters, 20news, .ldac, .feat/.svmlight, .npz, .txt)

@@ -9,7 +9,8 @@ the ELBO, so we return
 
 .. math::
 
-    \mathcal{L} = \tilde{\mathcal{L}} + \mathrm{stop\_grad}\big(-\mathrm{ELBO} - \tilde{\mathcal{L}}\big),
+    \mathcal{L} = \tilde{\mathcal{L}}
+        + \mathrm{stop\_grad}\big(-\mathrm{ELBO} - \tilde{\mathcal{L}}\big),
 
 whose value is the negative ELBO (what the engine reports and checks for divergence) and whose
 gradient is the surrogate's (what the optimizer needs).
