@@ -20,7 +20,7 @@ from pathlib import Path
 import pyro
 import torch
 
-from zoo import cli_nvi, runs
+from zoo import cli_nvi, cli_topics, runs
 from zoo import data as zoo_data
 from zoo.data.text import add_data_prepare_parser
 from zoo.evaluation import heldout_elbo
@@ -105,6 +105,12 @@ def extra_metrics(model, guide, dataset) -> dict:
     return {}
 
 
+def per_epoch_metrics(model, guide, dataset) -> dict:
+    """The scalar metrics worth a line in ``metrics.jsonl`` every epoch (no word lists)."""
+    return {k: v for k, v in extra_metrics(model, guide, dataset).items()
+            if isinstance(v, (int, float)) and k != "num_topics"}
+
+
 def write_figures(run_dir, model, guide, dataset, history):
     from zoo import plots
 
@@ -113,6 +119,19 @@ def write_figures(run_dir, model, guide, dataset, history):
         plots.plot_training_curves(history, path=run_dir / "training_curves.png")
     if dataset.kind == "image" and hasattr(model, "observation_dist"):
         write_samples(run_dir, model, guide, dataset, num=50)
+    vocab = dataset.meta.get("vocab")
+    if dataset.kind == "text" and hasattr(model, "topic_word_matrix") and vocab is not None:
+        from zoo.topics import topic_word
+
+        beta = topic_word(model, guide)
+        plots.plot_topic_top_words(beta, vocab, path=run_dir / "topics.png")
+        if hasattr(model, "prior_covariance"):  # CTM: the learned topic correlations
+            from zoo.metrics import top_words
+            from zoo.models.ctm import topic_correlations
+
+            labels = [" ".join(words) for words in top_words(beta, vocab, 3)]
+            plots.plot_topic_correlations(topic_correlations(model), labels,
+                                          path=run_dir / "topic_correlations.png")
     plots.plt.close("all")
 
 
@@ -148,7 +167,7 @@ def cmd_train(args):
           f"{config.objective}, on {dataset}", file=sys.stderr)
     try:
         history = fit(model, guide, dataset, config, out_dir=out, resume=args.resume,
-                      progress=False if args.quiet else None)
+                      progress=False if args.quiet else None, extra_metrics=per_epoch_metrics)
     except TrainingDiverged as e:
         sys.exit(f"error: {e}")
     summary = final_summary(model, guide, dataset, history, config)
@@ -254,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(func=cmd_download)
     add_data_prepare_parser(dsub)
 
+    cli_topics.add_parser(sub)
     cli_nvi.add_parser(sub)
     return parser
 
