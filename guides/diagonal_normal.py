@@ -35,7 +35,8 @@ from zoo.registry import register_guide
 class DiagonalNormalGuide(AmortizedGuide):
     """:param model: a model whose latent sites are all local real vectors
     :param hidden_dims: encoder widths
-    :param bool batch_norm: BatchNorm on the loc and scale heads (AVITM)
+    :param batch_norm: BatchNorm on the loc and scale heads (AVITM): ``True`` without affine
+        parameters, ``"shift"`` with a learned shift (as the AVITM code), ``False`` none
     """
 
     def __init__(self, model, hidden_dims=(400,), activation="softplus", dropout=0.0,

@@ -74,3 +74,25 @@ def test_guide_that_does_not_fit_lists_those_that_do(tmp_path):
         run("train", "vae", "--guide", "dirichlet", "--out", str(tmp_path / "x"))
     assert "does not fit model 'vae'" in str(exc.value)
     assert "diagonal_normal" in str(exc.value)
+
+
+def test_topic_model_run_reports_topics_and_ctm_correlations(tmp_path, capsys):
+    out = tmp_path / "ctm"
+    run("train", "ctm", "--data", "reuters", "--epochs", "1", "--model-opt", "num_topics=5",
+        "--out", str(out), "--quiet", "--seed", "0")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["perplexity"] > 1 and -1 <= summary["npmi"] <= 1
+    assert (out / "topics.png").exists() and (out / "topic_correlations.png").exists()
+    assert "perplexity" in json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    capsys.readouterr()
+    run("topics", str(out), "--format", "json", "--correlations", "--num-words", "4")
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["topics"]) == 5 and all(len(t) == 4 for t in report["topics"])
+    matrix = report["correlations"]["matrix"]
+    assert len(matrix) == 5 and all(abs(matrix[i][i] - 1) < 1e-5 for i in range(5))
+
+
+def test_topics_refuses_a_run_that_is_not_a_topic_model(trained_run):
+    with pytest.raises(SystemExit) as exc:
+        run("topics", str(trained_run))
+    assert "is not a topic model" in str(exc.value)

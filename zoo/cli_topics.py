@@ -38,19 +38,38 @@ def topic_words(run_dir, num_words: int = 10) -> list[list[str]]:
     return metrics.top_words(beta, vocab, num_words)
 
 
+def topic_correlations(run_dir, num_pairs: int = 10) -> dict:
+    """CTM's learned topic correlations: the ``[K, K]`` matrix and its strongest pairs."""
+    model, _, _, _, _ = runs.load_run(run_dir)
+    if not hasattr(model, "prior_covariance"):
+        raise ValueError(f"{run_dir}: model '{model.registry_name}' learns no topic "
+                         "correlations; `--correlations` reads runs of ctm.")
+    from zoo.models.ctm import top_correlated_pairs
+    from zoo.models.ctm import topic_correlations as correlations
+
+    corr = correlations(model)
+    return {"matrix": corr.tolist(), "top_pairs": top_correlated_pairs(corr, num_pairs)}
+
+
 def cmd_topics(args) -> list[list[str]]:
     if args.num_words < 1:
         sys.exit(f"error: --num-words must be at least 1, got {args.num_words}")
     try:
         words = topic_words(args.run, args.num_words)
+        corr = topic_correlations(args.run) if args.correlations else None
     except ValueError as e:
         sys.exit(f"error: {e}")
     if args.format == "json":
-        print(json.dumps(words))
+        print(json.dumps(words if corr is None else {"topics": words, "correlations": corr}))
     else:
         width = len(str(len(words) - 1))
         for k, row in enumerate(words):
             print(f"{k:>{width}}  {' '.join(row)}")
+        if corr is not None:
+            print("\nmost correlated topic pairs (r, then each topic's top 3 words):")
+            for i, j, r in corr["top_pairs"]:
+                print(f"{r:+.2f}  {i:>{width}} ({' '.join(words[i][:3])})  "
+                      f"{j:>{width}} ({' '.join(words[j][:3])})")
     return words
 
 
@@ -61,5 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: one line per topic; json: a list of lists of words")
     p.add_argument("--num-words", type=int, default=10, help="words per topic (default 10)")
+    p.add_argument("--correlations", action="store_true",
+                   help="also the learned topic correlations (ctm); with --format json the output "
+                        "becomes {\"topics\": [...], \"correlations\": {matrix, top_pairs}}")
     p.set_defaults(func=cmd_topics)
     return p

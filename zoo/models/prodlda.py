@@ -64,6 +64,7 @@ class ProdLDA(ZooModel):
     max_plate_nesting = 1
     encoder_input = "identity"  # AVITM feeds raw counts to its encoder
     #: the paper's encoder: two softplus layers of 100, dropout 0.2, BatchNorm on both heads
+    #: (``batch_norm="shift"`` adds the AVITM code's learned shift; it merged bars in our tests)
     default_guide_options = dict(hidden_dims=(100, 100), activation="softplus", dropout=0.2,
                                  batch_norm=True)
     #: the paper's optimizer: Adam, lr 2e-3, beta1 = 0.99, minibatches of 200 documents
