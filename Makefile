@@ -26,8 +26,11 @@ demo: $(STAMP)
 tutorials: $(STAMP)
 	$(PYTHON) -m pytest -q tests/test_tutorials.py
 
+# The two benchmarks that take minutes; the README gives the command of every other one
+# (topic_models, correlated_topics, deep_models, nested_vi take 10-40 minutes each).
 bench: $(STAMP)
 	$(PYTHON) benchmarks/train_throughput.py
+	$(PYTHON) benchmarks/importance.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check zoo guides tests benchmarks
