@@ -41,6 +41,7 @@ from pathlib import Path
 
 import pyro
 import torch
+from _report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -179,14 +180,7 @@ def main(argv=None):
         f"{torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         "quick": args.quick, "results": results,
     }
-    table = markdown(results)
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "results.md").write_text(table + "\n")
-    return report
+    return write_report(report, markdown(results), args.out)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
+from _report import write_report
 from scipy.special import digamma, gammaln
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,6 +50,8 @@ NEURAL = {  # name: (model, guide, epochs, epochs in --quick, guide options beyo
     # at LDA's default global_step_scale of 5 this guide's topics diverged (NaN) at epoch 8
     "LDA (logistic_normal guide)": ("lda", "logistic_normal", 40, 3, {"global_step_scale": 1.0}),
     "ProdLDA": ("prodlda", None, 100, 3, {}),
+    # the AVITM code's encoder heads: BatchNorm with a learned shift (TF center=True, scale=False)
+    "ProdLDA (shifted BN heads)": ("prodlda", None, 100, 3, {"batch_norm": "shift"}),
     "NVDM": ("nvdm", None, 30, 2, {}),
 }
 
@@ -167,14 +170,7 @@ def main(argv=None):
                     f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         "quick": args.quick, "results": results,
     }
-    table = markdown(results)
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "results.md").write_text(table + "\n")
-    return report
+    return write_report(report, markdown(results), args.out)
 
 
 if __name__ == "__main__":

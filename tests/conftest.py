@@ -23,3 +23,19 @@ def _pyro_defaults():
 def seed():
     pyro.set_rng_seed(0)
     return 0
+
+
+@pytest.fixture
+def make_ppca():
+    """``make_ppca(input_dim, noise_scale, seed, batch_size) -> (model, x)``: a probabilistic
+    PCA with known evidence and posterior, and a batch drawn from it (seeded)."""
+
+    def make(input_dim=6, latent_dim=2, noise_scale=0.8, seed=3, batch_size=8):
+        from zoo.models.ppca import PPCA
+
+        pyro.set_rng_seed(0)
+        model = PPCA(input_dim=input_dim, latent_dim=latent_dim, noise_scale=noise_scale,
+                     seed=seed)
+        return model, model(batch_size=batch_size).detach()  # x: [batch_size, input_dim]
+
+    return make

@@ -1,8 +1,10 @@
+import inspect
 import json
 
 import pytest
 
 from zoo import cli
+from zoo.registry import list_models
 
 
 def run(*argv):
@@ -96,3 +98,39 @@ def test_topics_refuses_a_run_that_is_not_a_topic_model(trained_run):
     with pytest.raises(SystemExit) as exc:
         run("topics", str(trained_run))
     assert "is not a topic model" in str(exc.value)
+
+
+DOCS = ["the cat sat on the mat with the dog", "stocks fell as markets closed lower today",
+        "the dog chased the cat around the mat", "markets rallied and stocks rose higher today"]
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_every_registered_model_trains_evaluates_through_the_cli(model, tmp_path):
+    """`zoo train` then `zoo evaluate` for every model, on data of the kind it takes."""
+    from zoo.registry import find_model
+
+    cls = find_model(model)
+    if getattr(cls, "graph_input", False):  # needs token order: raw text
+        docs = tmp_path / "docs.txt"
+        docs.write_text("\n".join(DOCS * 10) + "\n")
+        data = [str(docs), "--data-opt", "stop_words=null", "--model-opt", "num_topics=2"]
+    elif hasattr(cls, "topic_word_matrix"):
+        size = "num_topics" if "num_topics" in inspect.signature(cls).parameters else "latent_dim"
+        data = ["reuters", "--model-opt", f"{size}=5"]
+    elif cls().config.get("likelihood") == "bernoulli":
+        data = ["digits"]
+    else:  # Gaussian observations
+        data = ["digits", "--data-opt", "binarize=false"]
+    out = tmp_path / "run"
+    run("train", model, "--data", *data, "--epochs", "1", "--out", str(out), "--quiet")
+    run("evaluate", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 1 and summary["heldout_elbo"] < 0
+    assert (out / "training_curves.png").exists()
+
+
+def test_bernoulli_model_on_real_pixels_says_the_fix(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        run("train", "vae", "--data", "digits", "--data-opt", "binarize=false", "--out",
+            str(tmp_path / "x"))
+    assert "needs binary pixels" in str(exc.value) and "likelihood=gaussian" in str(exc.value)

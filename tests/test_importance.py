@@ -23,15 +23,12 @@ from zoo.infer.resampling import (
     resample,
     systematic,
 )
-from zoo.models.ppca import PPCA, ExactPosteriorGuide
+from zoo.models.ppca import ExactPosteriorGuide
 
 
 @pytest.fixture
-def ppca():
-    pyro.set_rng_seed(0)
-    model = PPCA(input_dim=6, latent_dim=2, noise_scale=0.8, seed=3)
-    x = model(batch_size=8).detach()  # [8, 6]
-    return model, x
+def ppca(make_ppca):
+    return make_ppca()
 
 
 def test_is_estimate_within_005_nats_at_k5000(ppca):

@@ -29,11 +29,8 @@ class MeanFieldGuide(PyroModule):
 
 
 @pytest.fixture
-def ppca():
-    pyro.set_rng_seed(0)
-    model = PPCA(input_dim=6, latent_dim=2, noise_scale=0.8, seed=3)
-    x = model(batch_size=8).detach()  # [8, 6]
-    return model, x
+def ppca(make_ppca):
+    return make_ppca()
 
 
 def _mean_bound(objective, model, guide, x, reps):

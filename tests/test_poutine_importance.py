@@ -8,7 +8,7 @@ import torch
 from pyro import poutine
 
 from zoo.infer.importance import particle_log_weights
-from zoo.models.ppca import PPCA, ExactPosteriorGuide
+from zoo.models.ppca import ExactPosteriorGuide
 from zoo.poutine import (
     LogWeightMessenger,
     ResampleMessenger,
@@ -22,11 +22,8 @@ from zoo.registry import get_guide
 
 
 @pytest.fixture
-def ppca():
-    pyro.set_rng_seed(0)
-    model = PPCA(input_dim=5, latent_dim=2, noise_scale=0.7, seed=1)
-    x = model(batch_size=4).detach()  # [4, 5]
-    return model, x
+def ppca(make_ppca):
+    return make_ppca(input_dim=5, noise_scale=0.7, seed=1, batch_size=4)
 
 
 def test_particles_add_a_leading_dim(ppca):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyro
 import torch
+from pyro import poutine
 
 from zoo import cli_nvi, cli_topics, runs
 from zoo import data as zoo_data
@@ -142,24 +143,33 @@ def write_samples(run_dir, model, guide, dataset, num=50, seed=0):
 
     pyro.set_rng_seed(seed)
     shape = dataset.meta.get("image_shape", (1, dataset.num_features))
-    z = torch.randn(num, model.latent_dim)
-    samples = model.observation_dist(z).base_dist.mean
-    plots.image_grid(samples, shape, title="samples from the model",
+
+    def pixel_means(trace):  # the mean image of p(x | z) at the trace's latents
+        return trace.nodes["x"]["fn"].base_dist.mean
+
+    prior = poutine.trace(model).get_trace(None, batch_size=num)
+    plots.image_grid(pixel_means(prior), shape, title="samples from the model",
                      path=Path(run_dir) / "samples.png")
     x = dataset.test.batch(torch.arange(min(num, len(dataset.test))))
-    z_post = guide(x)["z"]
-    recon = model.observation_dist(z_post).base_dist.mean
+    posterior = poutine.trace(guide).get_trace(x)
+    recon = pixel_means(poutine.trace(poutine.replay(model, trace=posterior)).get_trace(x))
     plots.reconstruction_grid(x, recon, shape, path=Path(run_dir) / "reconstructions.png")
 
 
 def cmd_train(args):
     model_cls = find_model(args.model)
     data_spec = {"name": args.data, "options": parse_options(args.data_opt)}
-    dataset = runs.load_data(data_spec)
+    dataset = model_cls.prepare_data(runs.load_data(data_spec))
     config = train_config_from_args(model_cls, args)
     pyro.set_rng_seed(config.seed)  # the initial weights too are fixed by --seed
     model, guide = runs.build(args.model, args.guide, dataset, parse_options(args.model_opt),
                               parse_options(args.guide_opt))
+    if model.config.get("likelihood") == "bernoulli" and dataset.kind == "image":
+        x = dataset.train.batch(torch.arange(min(len(dataset.train), 256)))
+        if not bool(((x == 0) | (x == 1)).all() or getattr(dataset.train, "binarize", None)):
+            raise ValueError(f"{args.data}: the Bernoulli likelihood needs binary pixels, but "
+                             "these are real-valued. Binarize them (--data-opt binarize=true) "
+                             "or use --model-opt likelihood=gaussian.")
     out = Path(args.out)
     if not args.resume:
         runs.write_config(out, model, guide, data_spec, config)

@@ -79,7 +79,7 @@ def load_data(data_spec: dict):
 def load_run(run_dir, device="cpu"):
     """``(model, guide, dataset, config, checkpoint)`` of a trained run, in eval mode."""
     config = read_config(run_dir)
-    dataset = load_data(config["data"])
+    dataset = find_model(config["model"]).prepare_data(load_data(config["data"]))
     model = get_model(config["model"], **config["model_config"])
     guide = get_guide(config["guide"], model, **config["guide_options"])
     ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT, model, guide, map_location=device)

@@ -171,6 +171,13 @@ def _epoch_batches(n, batch_size, generator, epoch, seed, rank, world_size):
     return perm.split(batch_size)
 
 
+def _first_line(error: Exception) -> str:
+    """Pyro wraps a site's error as "Error while computing log_prob at site 'x':\n<cause>"."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    cause = [line for line in lines if line.startswith("Expected parameter")]
+    return (cause or lines)[0]
+
+
 def _diverged(what: str, out_dir) -> str:
     where = f"{out_dir / CHECKPOINT}" if out_dir is not None else "no out_dir was given"
     return (f"{what}. The last good checkpoint is kept ({where}). "
@@ -192,12 +199,12 @@ def _train_epoch(train_module, params, optimizer, split, batches, generator, dev
         except ValueError as e:
             # With validation on, non-finite weights surface as an invalid distribution
             # parameter before the loss itself turns NaN; it is the same divergence.
-            if "found invalid values" not in str(e):
+            if "Expected parameter" not in str(e):  # e.g. data outside the support: not ours
                 raise
             bar.close()
             raise TrainingDiverged(_diverged(
                 f"non-finite parameters at epoch {epoch}, step {step + 1} "
-                f"({str(e).splitlines()[0]})", out_dir)) from e
+                f"({_first_line(e)})", out_dir)) from e
         value = loss.item()
         if not math.isfinite(value):
             bar.close()

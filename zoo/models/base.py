@@ -101,6 +101,12 @@ class ZooModel(LocalParamsModule):
         """Constructor arguments fixed by the data (its dimension), used by the CLI."""
         return {"input_dim": dataset.num_features}
 
+    @classmethod
+    def prepare_data(cls, dataset):
+        """The dataset as this model consumes it; most models take it as loaded (GraphBTM turns
+        documents into mini-corpus biterm graphs)."""
+        return dataset
+
     def data_plate(self, x: torch.Tensor, num_data: int | None = None) -> pyro.plate:
         return data_plate(self.plate_name, x, num_data)
 

@@ -75,6 +75,14 @@ class GraphBTM(ZooModel):
     #: data points are biterm graphs ``[B, V, V]`` (sparse), not flat vectors
     graph_input = True
 
+    @classmethod
+    def prepare_data(cls, dataset):
+        """Documents with token order -> mini-corpora of biterm graphs (window 30, 3 documents
+        per mini-corpus, as the paper); refuses a bag of words with a message."""
+        from zoo.data.biterms import biterm_dataset
+
+        return dataset if dataset.kind == "graph" else biterm_dataset(dataset)
+
     def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
                  dropout: float = 0.6, biterm_weight: float = 1.0):
         super().__init__()
