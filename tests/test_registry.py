@@ -5,6 +5,7 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from zoo.infer import get_objective
 from zoo.registry import (
@@ -38,11 +39,11 @@ def test_pair_takes_a_finite_step_and_sites_match(model_name, guide_name):
         name for name, site in model_trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"]
         and not site["infer"].get("_do_not_trace") and not name.startswith("_")
-        and type(site["fn"]).__name__ != "_Subsample"
+        and not site_is_subsample(site)
     }
     declared = {site.name for site in model.latent_sites()}
     sampled = {name for name, site in guide_trace.nodes.items()
-               if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"}
+               if site["type"] == "sample" and not site_is_subsample(site)}
     assert latent == declared, "model.latent_sites() disagrees with the model's trace"
     assert sampled == declared, "the guide's sample sites differ from the model's latent sites"
     for site in model.latent_sites():

@@ -62,7 +62,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.models.base import LatentSite, ZooModel
-from zoo.models.nets import mlp, pixel_distribution
+from zoo.models.nets import check_pixel_likelihood, mlp, pixel_distribution
 from zoo.registry import register_model
 
 NOISE = ("diagonal", "full")
@@ -117,8 +117,7 @@ class DLGM(ZooModel):
         activation: str = "softplus",
     ):
         super().__init__()
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        check_pixel_likelihood(likelihood)
         if noise not in NOISE:
             raise ValueError(f"noise must be one of {NOISE}, got {noise!r}")
         latent_dims, hidden_dims = tuple(latent_dims), tuple(hidden_dims)

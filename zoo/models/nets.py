@@ -63,6 +63,14 @@ class GaussianHead(nn.Module):
         return loc, scale
 
 
+PIXEL_LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def check_pixel_likelihood(likelihood: str) -> None:
+    if likelihood not in PIXEL_LIKELIHOODS:
+        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+
+
 def pixel_distribution(out: torch.Tensor, likelihood: str, log_scale: torch.Tensor | None = None):
     """p(x | z) over flattened pixels from a decoder's output ``[..., D]``: Bernoulli with
     ``out`` as logits, or Normal with ``out`` as mean and one learned scale per pixel, floored at

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from zoo.models.base import LatentSite, ZooModel
-from zoo.models.nets import mlp, pixel_distribution
+from zoo.models.nets import check_pixel_likelihood, mlp, pixel_distribution
 from zoo.registry import register_model
 
 
@@ -50,8 +50,7 @@ class VAE(ZooModel):
         activation: str = "softplus",
     ):
         super().__init__()
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        check_pixel_likelihood(likelihood)
         hidden_dims = tuple(hidden_dims)
         self.config = dict(
             input_dim=input_dim,
