@@ -4,7 +4,10 @@ Both train the same VAE (784-400-20 MLPs, softplus, Bernoulli likelihood, diagon
 encoder) on the same 784-dimensional binary images with batch 128 and the same loss (negative
 ELBO with the KL term analytic: the engine with ``--elbo meanfield``). Rounds alternate between
 the two in one process, and we report the median images per second of each and the median of the
-per-round ratios, so that load from other processes hits both alike.
+per-round ratios, so that load from other processes hits both alike. Rates are taken on two
+clocks: wall time, and the process's CPU time, which other processes on shared cores cannot
+inflate (with one thread, CPU time is the time the work took on the core it had); the target is
+read on CPU time when the cores are shared.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/train_throughput.py`` (``--quick`` for a smoke run).
 Target: engine / plain PyTorch >= 0.9 (Pyro's default SVI loop measured 0.5-0.7 here).
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -55,16 +59,17 @@ class PlainVAE(nn.Module):
         return -(log_lik - kl).sum() * (num_data / len(x)) / num_data
 
 
-def time_plain(model, optimizer, data, generator) -> float:
+def time_plain(model, optimizer, data, generator) -> tuple[float, float]:
+    """One epoch of the hand-written loop: (images per wall second, per CPU second)."""
     n = len(data)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for index in torch.randperm(n, generator=generator).split(BATCH):
         x = torch.bernoulli(data[index], generator=generator)
         loss = model.loss(x, n)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu_start)
 
 
 def main(args):
@@ -77,18 +82,30 @@ def main(args):
                    TensorSplit(images[args.images:], "fixed"), "image")
     model = get_model("vae", input_dim=INPUT, latent_dim=LATENT, hidden_dims=(HIDDEN,))
     guide = get_guide("diagonal_normal", model, hidden_dims=(HIDDEN,))
-    plain = PlainVAE()
-    plain_optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    # Two hand-written peers: Adam as most loops write it (PyTorch's per-tensor default on CPU),
+    # and Adam fused into one kernel, as the engine uses it: against the second, the ratio is the
+    # engine's own overhead (Pyro's traces, distributions and plates) and nothing else.
+    peers = {name: PlainVAE() for name in ("plain", "plain_fused")}
+    optimizers = {
+        "plain": torch.optim.Adam(peers["plain"].parameters(), lr=1e-3),
+        "plain_fused": torch.optim.Adam(peers["plain_fused"].parameters(), lr=1e-3, fused=True),
+    }
     generator = torch.Generator().manual_seed(0)
 
-    engine_rates, plain_rates, ratios = [], [], []
-    for round_ in range(args.rounds + 1):  # round 0 warms both up and is not counted
-        engine = _engine_epoch(model, guide, data, round_)
-        plain_rate = time_plain(plain, plain_optimizer, images[:args.images], generator)
-        if round_ > 0:
-            engine_rates.append(engine)
-            plain_rates.append(plain_rate)
-            ratios.append(engine / plain_rate)
+    rates = {(runner, clock): [] for runner in ("engine", *peers) for clock in ("wall", "cpu")}
+    ratios = {(peer, clock): [] for peer in peers for clock in ("wall", "cpu")}
+    for round_ in range(args.rounds + 1):  # round 0 warms all up and is not counted
+        this_round = {"engine": _engine_epoch(model, guide, data, round_)}
+        for name, vae in peers.items():
+            this_round[name] = time_plain(vae, optimizers[name], images[:args.images], generator)
+        if round_ == 0:
+            continue
+        for runner, (wall, cpu) in this_round.items():
+            rates[runner, "wall"].append(wall)
+            rates[runner, "cpu"].append(cpu)
+        for peer, clock in ratios:
+            index = 0 if clock == "wall" else 1
+            ratios[peer, clock].append(this_round["engine"][index] / this_round[peer][index])
 
     result = {
         "benchmark": "train_throughput",
@@ -100,22 +117,27 @@ def main(args):
         "torch": torch.__version__,
         "pyro": pyro.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "engine_images_per_s": statistics.median(engine_rates),
-        "plain_torch_images_per_s": statistics.median(plain_rates),
-        "ratio_median": statistics.median(ratios),
+        "load_average_1min": os.getloadavg()[0],
     }
+    for (runner, clock), values in rates.items():
+        result[f"{runner}_images_per_{clock}_s"] = statistics.median(values)
+    for (peer, clock), values in ratios.items():
+        result[f"ratio_to_{peer}_{clock}"] = statistics.median(values)
     print(json.dumps(result, indent=2))
-    print(f"| {result['model']} | {result['threads']} | {result['engine_images_per_s']:.0f} | "
-          f"{result['plain_torch_images_per_s']:.0f} | {result['ratio_median']:.2f} |")
+    print(f"| {result['model']} | {result['threads']} | "
+          f"{result['engine_images_per_cpu_s']:.0f} | {result['plain_images_per_cpu_s']:.0f} | "
+          f"{result['plain_fused_images_per_cpu_s']:.0f} | "
+          f"{result['ratio_to_plain_cpu']:.2f} ({result['ratio_to_plain_wall']:.2f}) | "
+          f"{result['ratio_to_plain_fused_cpu']:.2f} ({result['ratio_to_plain_fused_wall']:.2f}) |")
     return result
 
 
-def _engine_epoch(model, guide, data, round_) -> float:
-    """One training epoch through ``zoo.fit``; its own clock covers the training loop only
-    (the per-epoch held-out evaluation is timed separately by the engine)."""
+def _engine_epoch(model, guide, data, round_) -> tuple[float, float]:
+    """One training epoch through ``zoo.fit``: (images per wall second, per CPU second). The
+    engine's own clocks cover the training loop only, not its per-epoch held-out evaluation."""
     history = fit(model, guide, data, objective="meanfield", epochs=1, batch_size=BATCH,
                   lr=1e-3, seed=round_, progress=False, eval_batch_size=256)
-    return history[-1]["points_per_second"]
+    return history[-1]["points_per_second"], len(data.train) / history[-1]["cpu_seconds"]
 
 
 if __name__ == "__main__":

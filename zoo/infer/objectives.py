@@ -8,7 +8,8 @@ used with ``pyro.settings.set(module_local_params=True)`` and a ``torch.optim`` 
 ``trace``       ``Trace_ELBO``: Kingma & Welling's SGVB estimator A, Monte Carlo
                 :math:`\log p(x, z) - \log q(z \mid x)` with reparameterized samples [1]
 ``meanfield``   ``TraceMeanField_ELBO``: estimator B, the KL term analytic where a closed form is
-                registered, Monte Carlo otherwise [1]
+                registered, Monte Carlo otherwise [1] (:class:`~zoo.infer.meanfield.MeanFieldELBO`:
+                Pyro's, without computing the terms it discards)
 ``tracegraph``  ``TraceGraph_ELBO``: score-function gradients with baselines for sites that
                 cannot be reparameterized [2]
 ==============  =================================================================================
@@ -26,8 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, Trace_ELBO
 
+from zoo.infer.meanfield import MeanFieldELBO
 from zoo.infer.tracegraph import TraceGraphLoss
 
 _OBJECTIVES: dict[str, Callable[..., ELBO]] = {}
@@ -76,5 +78,5 @@ def _pyro_elbo(cls):
 
 
 register_objective("trace")(_pyro_elbo(Trace_ELBO))
-register_objective("meanfield")(_pyro_elbo(TraceMeanField_ELBO))
+register_objective("meanfield")(_pyro_elbo(MeanFieldELBO))
 register_objective("tracegraph")(_pyro_elbo(TraceGraphLoss))

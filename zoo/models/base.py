@@ -13,6 +13,7 @@ and a minibatch ELBO is an unbiased estimate of the full-data ELBO. Global sites
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pyro
@@ -43,7 +44,14 @@ def data_plate(name: str, x: torch.Tensor, num_data: int | None = None) -> pyro.
     """
     batch_size = x.shape[0]
     size = batch_size if num_data is None else int(num_data)
-    return pyro.plate(name, size=size, subsample=torch.arange(batch_size, device=x.device))
+    return pyro.plate(name, size=size, subsample=_positions(batch_size, x.device))
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(batch_size: int, device: torch.device) -> torch.Tensor:
+    # The subsample's indices are never read, only its length; one tensor per batch size
+    # spares an allocation in model and guide on every step.
+    return torch.arange(batch_size, device=device)
 
 
 class LocalParamsModule(PyroModule):
