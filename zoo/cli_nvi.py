@@ -1,8 +1,10 @@
 r"""``zoo nvi train | evaluate``: train and evaluate a nested-VI sampler on an annealing target.
 
-A run folder holds ``config.json``, ``checkpoint.pt`` (written atomically), ``metrics.jsonl``
-(one JSON line per evaluation: iteration, :math:`\log\hat Z`, ESS in percent, the schedule),
-``summary.json`` and ``levels.png``, the weighted samples at every level (Figure 4 of [1]).
+A run folder holds ``config.json``, ``checkpoint.pt`` (written atomically at every evaluation,
+with every RNG state), ``metrics.jsonl`` (one JSON line per evaluation: iteration,
+:math:`\log\hat Z`, ESS in percent, the schedule), ``summary.json`` and ``levels.png``, the
+weighted samples at every level (Figure 4 of [1]). ``--resume`` continues a run from its last
+checkpoint exactly as if it had not stopped (``--iterations`` may raise its total).
 
 Example::
 
@@ -20,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +34,11 @@ from zoo.infer.nested import DIVERGENCES, NestedObjective, evaluate_nested
 from zoo.infer.nested_programs import SCHEDULES, NestedPrograms
 from zoo.infer.resampling import RESAMPLERS
 from zoo.models.targets import INIT_SCALES, TARGETS, GeometricPath, get_target
+from zoo.train import atomic_save, atomic_write_text, rng_state, set_rng_state
+
+TRAIN_KEYS = ("target", "num_levels", "num_particles", "objective", "resample", "resampler",
+              "schedule", "iterations", "lr", "hidden_dim", "eval_every", "eval_particles",
+              "eval_batches", "seed")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,12 +57,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--resampler", choices=RESAMPLERS, default="systematic")
     train.add_argument("--schedule", choices=SCHEDULES, default="linear",
                        help="fixed linear beta, or learned monotone beta (NVI*)")
-    train.add_argument("--iterations", type=int, default=2000)
+    train.add_argument("--iterations", type=int, default=None, help="total (default 2000)")
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--hidden-dim", type=int, default=50)
     train.add_argument("--eval-every", type=int, default=500)
     _add_eval_options(train)
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out exactly, with its config.json")
     evaluate = actions.add_parser("evaluate", help="recompute log Z-hat and ESS from a run")
     evaluate.add_argument("run", type=Path, help="run folder written by `zoo nvi train`")
     _add_eval_options(evaluate)
@@ -81,34 +88,50 @@ def build(config: dict) -> tuple[NestedPrograms, NestedObjective]:
                                      resampler=config.get("resampler", "systematic"))
 
 
-def _atomic_save(obj, path: Path):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj):
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    atomic_write_text(json.dumps(obj, indent=2) + "\n", path)
+
+
+def _start(args) -> tuple[dict, dict | None]:
+    """(config, checkpoint to resume from or None) for ``zoo nvi train``."""
+    out = args.out
+    if not args.resume:
+        config = {k: getattr(args, k) for k in TRAIN_KEYS}
+        config["iterations"] = config["iterations"] or 2000
+        config["num_particles"] = config["num_particles"] or max(1, 288 // args.num_levels)
+        return config, None
+    if not (out / "checkpoint.pt").exists():
+        raise ValueError(f"{out / 'checkpoint.pt'}: no checkpoint to resume from (train first, "
+                         "or check --out).")
+    config = json.loads((out / "config.json").read_text())
+    config["iterations"] = args.iterations or config["iterations"]
+    return config, torch.load(out / "checkpoint.pt", weights_only=False)
 
 
 def train(args) -> dict:
-    config = {k: getattr(args, k) for k in (
-        "target", "num_levels", "num_particles", "objective", "resample", "resampler", "schedule",
-        "iterations",
-        "lr", "hidden_dim", "eval_every", "eval_particles", "eval_batches", "seed")}
-    config["num_particles"] = config["num_particles"] or max(1, 288 // args.num_levels)
+    config, checkpoint = _start(args)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", config)
-    pyro.set_rng_seed(args.seed)
+    pyro.set_rng_seed(config["seed"])
     programs, objective = build(config)
-    optimizer = torch.optim.Adam(programs.parameters(), lr=args.lr)
-    metrics_file = (out / "metrics.jsonl").open("w")
+    optimizer = torch.optim.Adam(programs.parameters(), lr=config["lr"])
+    first, elapsed, row = 1, 0.0, {}
+    if checkpoint is not None:
+        programs.load_state_dict(checkpoint["programs"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        set_rng_state(checkpoint["rng"])
+        first, elapsed = checkpoint["iteration"] + 1, checkpoint["seconds"]
+        # metrics.jsonl may hold evaluations past the checkpoint if the run was killed
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        row = next((r for r in reversed(rows) if r["iteration"] == checkpoint["iteration"]), {})
+        atomic_write_text("".join(json.dumps(r) + "\n" for r in rows
+                                  if r["iteration"] <= checkpoint["iteration"]),
+                          out / "metrics.jsonl")
+    metrics_file = (out / "metrics.jsonl").open("a" if checkpoint is not None else "w")
     quiet = args.quiet or not sys.stderr.isatty()
-    start = time.perf_counter()
-    bar = tqdm(range(1, args.iterations + 1), disable=quiet, desc="nvi", unit="it")
-    row = {}
+    start = time.perf_counter() - elapsed
+    bar = tqdm(range(first, config["iterations"] + 1), disable=quiet, desc="nvi", unit="it")
     for it in bar:
         optimizer.zero_grad()
         sweep = objective(programs, config["num_particles"], backward=True)
@@ -117,19 +140,20 @@ def train(args) -> dict:
                 f"Non-finite loss at iteration {it}; the last good checkpoint is in {out}. "
                 "Lower --lr or use more particles.")
         optimizer.step()
-        if it % args.eval_every == 0 or it == args.iterations:
+        if it % config["eval_every"] == 0 or it == config["iterations"]:
             row = {"iteration": it, "seconds": round(time.perf_counter() - start, 2),
-                   **evaluate_nested(programs, objective, args.eval_particles, args.eval_batches),
+                   **evaluate_nested(programs, objective, config["eval_particles"],
+                                     config["eval_batches"]),
                    "betas": programs.schedule().tolist()}
-            metrics_file.write(json.dumps(row) + "\n")
+            atomic_save({"programs": programs.state_dict(), "optimizer": optimizer.state_dict(),
+                         "iteration": it, "seconds": time.perf_counter() - start,
+                         "rng": rng_state(), "config": config}, out / "checkpoint.pt")
+            metrics_file.write(json.dumps(row) + "\n")  # first the checkpoint, then the log
             metrics_file.flush()
-            _atomic_save({"programs": programs.state_dict(), "optimizer": optimizer.state_dict(),
-                          "iteration": it, "rng": torch.get_rng_state(), "config": config},
-                         out / "checkpoint.pt")
             bar.set_postfix(log_z=f"{row['log_z']:.3f}", ess=f"{row['ess_percent']:.0f}%")
     metrics_file.close()
     summary = {**row, "exact_log_z": programs.path.target.log_z,
-               "seconds_per_iteration": (time.perf_counter() - start) / max(1, args.iterations)}
+               "seconds_per_iteration": (time.perf_counter() - start) / config["iterations"]}
     _write_json(out / "summary.json", summary)
     plot_levels(programs, objective, out / "levels.png")
     return summary

@@ -103,6 +103,7 @@ def atomic_save(obj, path) -> None:
 
 
 def atomic_write_text(text: str, path) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -110,23 +111,27 @@ def atomic_write_text(text: str, path) -> None:
     os.replace(tmp, path)
 
 
-def rng_state(generator: torch.Generator) -> dict:
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    """Every random stream a run draws from: Python, NumPy, torch (CPU, CUDA) and the data
+    generator when there is one."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "data": generator.get_state(),
     }
+    if generator is not None:
+        state["data"] = generator.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict, generator: torch.Generator) -> None:
+def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    generator.set_state(state["data"])
+    if generator is not None:
+        generator.set_state(state["data"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
