@@ -4,6 +4,7 @@ import warnings
 import pyro
 import pytest
 import torch
+from pyro.infer.util import is_validation_enabled
 
 from zoo.data import Dataset, TensorSplit
 from zoo.evaluation import heldout_elbo
@@ -141,3 +142,14 @@ def test_cuda_is_refused_clearly_without_a_gpu(data):
     model, guide = make_pair("diagonal_normal")
     with pytest.raises(ValueError, match="torch sees no CUDA device"):
         fit(model, guide, data, epochs=1, device="cuda", progress=False)
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_validate_option_holds_during_training_and_is_restored(data, validate):
+    model, guide = make_pair("diagonal_normal")
+    seen = []
+    model.register_forward_pre_hook(lambda *_: seen.append(is_validation_enabled()))
+    with pyro.validation_enabled(not validate):
+        fit(model, guide, data, epochs=1, batch_size=64, validate=validate, progress=False)
+        assert is_validation_enabled() is (not validate)
+    assert seen and set(seen) == {validate}
