@@ -7,6 +7,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
+from zoo.models.nets import ShiftBatchNorm
 from zoo.models.priors import dirichlet_laplace_approximation
 from zoo.models.prodlda import ProdLDA
 from zoo.registry import get_guide, get_model, list_guides
@@ -14,8 +15,9 @@ from zoo.runs import build
 
 
 def test_paper_defaults_are_class_constants():
-    assert ProdLDA.default_train_config == dict(lr=2e-3, betas=(0.99, 0.999), batch_size=200)
-    assert ProdLDA.default_guide_options["batch_norm"] is True
+    assert ProdLDA.default_train_config == dict(lr=2e-3, betas=(0.99, 0.999), batch_size=200,
+                                                epochs=250)
+    assert ProdLDA.default_guide_options["batch_norm"] == "shift"  # the AVITM code's heads
     assert ProdLDA.default_guide_options["dropout"] == 0.2
     model = get_model("prodlda")
     assert model.config["dropout"] == 0.6 and model.config["batch_norm"]
@@ -30,7 +32,9 @@ def test_build_applies_the_default_guide_options():
 
     model, guide = build("prodlda", None, Data(), {"num_topics": 4})
     assert guide.registry_name == "diagonal_normal"
-    assert guide.options["batch_norm"] and guide.options["hidden_dims"] == (100, 100)
+    assert guide.options["batch_norm"] == "shift" and guide.options["hidden_dims"] == (100, 100)
+    head = guide.heads["doc_logits"]
+    assert isinstance(head.loc_norm, ShiftBatchNorm) and isinstance(head.scale_norm, ShiftBatchNorm)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.1])
@@ -91,7 +95,7 @@ def test_high_momentum_adam_trains(seed):
     guide = get_guide("diagonal_normal", model, **model.default_guide_options)
     loss_fn = Trace_ELBO(max_plate_nesting=1)(model, guide)
     optimizer = torch.optim.Adam(loss_fn.parameters(), **{
-        k: v for k, v in ProdLDA.default_train_config.items() if k != "batch_size"})
+        k: v for k, v in ProdLDA.default_train_config.items() if k in ("lr", "betas")})
     losses = []
     for _ in range(60):
         loss = loss_fn(x) / len(x)

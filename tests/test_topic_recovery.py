@@ -86,12 +86,18 @@ def test_lda_recovers_bars(bars_data, guide_name, objective, epochs, options):
 def test_prodlda_recovers_bars():
     # A product of experts softmax(sum_k theta_k beta_k) sharpens towards the *intersection* of
     # the bars a document mixes, not their union, so ProdLDA gets sparser documents (alpha 0.2,
-    # about two bars each) than LDA; dropout on theta 0.2 as in Pyro's tutorial (0.6 is tuned
-    # for K = 50 on 20 Newsgroups). Seed 1: with seed 0 this corpus sends ProdLDA to a local
-    # optimum that merges two bars into one topic (min cosine 0.78), as one run in two does.
+    # about two bars each) than LDA; dropout on theta 0.2 as in Pyro's tutorial (the default 0.6,
+    # tuned for K = 50 on 20 Newsgroups, blurs every bar here: min cosine <= 0.82, 10 seeds of
+    # 10, at beta1 0.99).
+    # The guide keeps ProdLDA's default heads (BatchNorm with a learned shift). Adam's beta1 is
+    # 0.9, not AVITM's 0.99: AVITM pairs 0.99 with lr 2e-3 over ~6,000 steps; this run has 1,200
+    # steps at lr 0.02, and a first moment that averages ~100 steps (5 epochs of this corpus)
+    # lets the shifted heads, whose q can sharpen, settle on merged bars or a dead topic. Seeds
+    # 0-9, min cosine >= 0.9: beta1 0.99 passes 5 of 10 (7 of 10 with unshifted heads; 120
+    # epochs 6 of 10, lr 5e-3 5 of 10); beta1 0.9 passes 9 of 10 (seed 1 merges two bars).
     true, data = bars_dataset(alpha=0.2, num_train=1000)
     model, guide, _ = fit_bars(data, "prodlda", "diagonal_normal", {"dropout": 0.2}, epochs=60,
-                               lr=0.02, batch_size=50, betas=(0.99, 0.999), seed=1)
+                               lr=0.02, batch_size=50, betas=(0.9, 0.999), seed=0)
     cos = matched_cosines(true, topics.topic_word(model))
     assert cos.min() >= 0.9, np.round(np.sort(cos), 3)
 

@@ -63,12 +63,16 @@ class ProdLDA(ZooModel):
     plate_name = "documents"
     max_plate_nesting = 1
     encoder_input = "identity"  # AVITM feeds raw counts to its encoder
-    #: the paper's encoder: two softplus layers of 100, dropout 0.2, BatchNorm on both heads
-    #: (``batch_norm="shift"`` adds the AVITM code's learned shift; it merged bars in our tests)
+    #: the AVITM code's encoder: two softplus layers of 100, dropout 0.2, and on both heads
+    #: BatchNorm with a learned shift (TensorFlow's ``batch_norm``, ``center=True,
+    #: scale=False``). The shift lets q's scales shrink below the unit batch spread that a
+    #: shift-free BatchNorm imposes; on 20 Newsgroups (K = 50) NPMI 0.236 after 200 epochs and
+    #: 0.252 after 250, against 0.231 after 250 epochs without the shift (README).
     default_guide_options = dict(hidden_dims=(100, 100), activation="softplus", dropout=0.2,
-                                 batch_norm=True)
-    #: the paper's optimizer: Adam, lr 2e-3, beta1 = 0.99, minibatches of 200 documents
-    default_train_config = dict(lr=2e-3, betas=(0.99, 0.999), batch_size=200)
+                                 batch_norm="shift")
+    #: the paper's optimizer: Adam, lr 2e-3, beta1 = 0.99, minibatches of 200 documents; 250
+    #: epochs, a little past the AVITM README's ``-e 200``: NPMI was still rising there (above)
+    default_train_config = dict(lr=2e-3, betas=(0.99, 0.999), batch_size=200, epochs=250)
 
     def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
                  dropout: float = 0.6, batch_norm: bool = True):
