@@ -3,6 +3,7 @@ this package registers them all."""
 
 from guides import (  # noqa: F401
     categorical,  # discrete local latents (enumerable or score function)
+    chain_normal,  # bottom-up chain q(z_1|x) q(z_2|z_1) for layered models (DLGM)
     ctf,  # centralized transformation flow: N(U mu, U diag(sigma^2) U^T)
     diagonal_normal,  # amortized diagonal Gaussian (the VAE encoder)
     dirichlet,  # amortized Dirichlet for simplex latents, mean-field Dirichlet for globals

@@ -122,3 +122,14 @@ def test_two_layer_dlgm_learns_digits(guide_name):
     result = log_likelihood(model, guide, data.test, num_particles=100, chunk_size=100)
     assert torch.isfinite(result.log_likelihood).all()
     assert result.log_likelihood.mean().item() > elbos[-1]
+
+
+@pytest.mark.parametrize("noise", ["diagonal", "full"])
+def test_noise_init_sets_the_starting_noise_factor(noise):
+    model = DLGM(input_dim=16, latent_dims=(6, 3), noise=noise, noise_init=0.25)
+    torch.testing.assert_close(model.noise[0].diag(), torch.full((6,), 0.25), atol=1e-5, rtol=0)
+    z_2 = torch.randn(4, 3)
+    assert model.layer_dist(1, z_2).variance.allclose(torch.full((4, 6), 0.0625), atol=1e-5)
+    assert model.config["noise_init"] == 0.25
+    with pytest.raises(ValueError, match="noise_init must be above"):
+        DLGM(noise_init=0.0)

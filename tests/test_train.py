@@ -153,3 +153,31 @@ def test_validate_option_holds_during_training_and_is_restored(data, validate):
         fit(model, guide, data, epochs=1, batch_size=64, validate=validate, progress=False)
         assert is_validation_enabled() is (not validate)
     assert seen and set(seen) == {validate}
+
+
+def test_kl_warmup_weights_the_latents_as_the_annealed_objective_does(data):
+    # One batch per epoch and kl_warmup = 4 epochs: the first step trains with beta = 1/4,
+    # exactly what the "annealed" objective at kl_weight 1/4 computes.
+    def one_step(**options):
+        torch.manual_seed(123)
+        model, guide = make_pair("diagonal_normal")
+        history = fit(model, guide, data, epochs=1, batch_size=len(data.train), lr=1e-2,
+                      seed=7, progress=False, **options)
+        return [*model.parameters(), *guide.parameters()], history
+
+    warm, history = one_step(objective="trace", kl_warmup=4)
+    annealed, _ = one_step(objective="annealed", objective_options={"kl_weight": 0.25})
+    plain, _ = one_step(objective="trace")
+    assert history[0]["kl_weight"] == 0.25
+    for a, b in zip(warm, annealed):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(warm, plain))
+
+
+def test_kl_warmup_rises_linearly_step_by_step_then_stays_at_one():
+    from zoo.train import TrainConfig, kl_weight
+
+    config = TrainConfig(kl_warmup=2)  # 2 epochs of 4 steps: 1/8, 2/8, ..., 1, then 1
+    weights = [kl_weight(config, epoch, step, 4) for epoch in (1, 2, 3) for step in range(4)]
+    assert weights == [k / 8 for k in range(1, 9)] + [1.0] * 4
+    assert kl_weight(TrainConfig(), 1, 0, 4) == 1.0

@@ -77,7 +77,7 @@ def train_config_from_args(model_cls, args) -> TrainConfig:
         "batch_size": args.batch_size, "lr": args.lr, "clip_norm": args.clip_norm,
         "seed": args.seed, "device": args.device,
         # Pyro's checks cost 10-20 % of a step; our loaders have validated the data already
-        "validate": bool(args.validate),
+        "validate": bool(args.validate), "kl_warmup": args.kl_warmup,
     }
     config.update({k: v for k, v in given.items() if v is not None})
     if args.beta1 is not None or args.beta2 is not None:
@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beta1", type=float)
     t.add_argument("--beta2", type=float)
     t.add_argument("--clip-norm", type=float)
+    t.add_argument("--kl-warmup", type=float, metavar="EPOCHS",
+                   help="KL warm-up: weight the latents' terms by beta rising from 0 to 1 over "
+                        "this many epochs (Sønderby et al. 2016)")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=["auto", "cpu", "cuda"])
     t.add_argument("--out", required=True, help="run folder")

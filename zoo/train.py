@@ -42,6 +42,7 @@ import torch
 from tqdm import tqdm
 
 from zoo.evaluation import heldout_elbo
+from zoo.infer.annealing import scale_latents
 from zoo.infer.objectives import get_objective
 
 CHECKPOINT = "checkpoint.pt"
@@ -72,6 +73,10 @@ class TrainConfig:
     #: keeps the global setting. They cost 10-20 % of a small model's step, and ``meanfield``
     #: takes its lean path only with them off.
     validate: bool | None = None
+    #: KL warm-up: every latent site's log-density (the KL term) weighted by beta rising
+    #: linearly from 0 to 1 over this many epochs, step by step (Sønderby et al. 2016; see
+    #: zoo.infer.annealing); 0 for the plain objective. Held-out figures stay unweighted.
+    kl_warmup: float = 0.0
 
 
 def set_seed(seed: int) -> None:
@@ -189,6 +194,16 @@ def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas), fused=fused or None)
 
 
+def kl_weight(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    r"""The warm-up weight :math:`\beta` of step ``step`` (0-based) of epoch ``epoch``
+    (1-based): :math:`\min(1, (\text{steps done, this one included}) / (\text{kl\_warmup}
+    \times \text{steps per epoch}))`, or 1 without warm-up."""
+    if config.kl_warmup <= 0:
+        return 1.0
+    done = (epoch - 1) * steps_per_epoch + step + 1
+    return min(1.0, done / (config.kl_warmup * steps_per_epoch))
+
+
 def _first_line(error: Exception) -> str:
     """Pyro wraps a site's error as "Error while computing log_prob at site 'x':\n<cause>"."""
     lines = [line for line in str(error).splitlines() if line.strip()]
@@ -205,7 +220,7 @@ def _diverged(what: str, out_dir) -> str:
 def _train_epoch(train_module, params, optimizer, split, batches, generator, device,
                  config: TrainConfig, epoch: int, show: bool, out_dir):
     """One pass over ``batches``; returns (mean loss per data point, points seen, seconds,
-    CPU seconds of this process)."""
+    CPU seconds of this process, the KL weight of the last step)."""
     num_data = len(split)
     train_module.train()
     bar = tqdm(total=num_data, disable=not show, unit="pt", leave=False,
@@ -213,8 +228,10 @@ def _train_epoch(train_module, params, optimizer, split, batches, generator, dev
     start, cpu_start, total_loss, seen = time.perf_counter(), time.process_time(), 0.0, 0
     for step, index in enumerate(batches):
         x = split.batch(index, generator).to(device, non_blocking=True)
+        beta = kl_weight(config, epoch, step, len(batches))
         try:
-            loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
+            with scale_latents(scale=beta) if beta < 1 else contextlib.nullcontext():
+                loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
         except ValueError as e:
             # With validation on, non-finite weights surface as an invalid distribution
             # parameter before the loss itself turns NaN; it is the same divergence.
@@ -240,7 +257,7 @@ def _train_epoch(train_module, params, optimizer, split, batches, generator, dev
         bar.set_postfix(loss=f"{value:.3f}", refresh=False)
     bar.close()
     return (total_loss / seen, seen, time.perf_counter() - start,
-            time.process_time() - cpu_start)
+            time.process_time() - cpu_start, beta)
 
 
 def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
@@ -305,7 +322,7 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
             batches = _epoch_batches(
                 len(data.train), config.batch_size, generator, epoch, config.seed, rank, world_size
             )
-            train_loss, seen, seconds, cpu_seconds = _train_epoch(
+            train_loss, seen, seconds, cpu_seconds, beta = _train_epoch(
                 train_module, params, optimizer, data.train, batches, generator, device, config,
                 epoch=epoch + 1, show=show, out_dir=out_dir,
             )
@@ -323,6 +340,8 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
                 "cpu_seconds": cpu_seconds,
                 "points_per_second": seen / seconds,
             }
+            if config.kl_warmup > 0:
+                record["kl_weight"] = beta  # train_loss is then the weighted objective's
             if extra_metrics is not None:
                 record.update(extra_metrics(model, guide, data))
             history.append(record)

@@ -43,12 +43,25 @@ The recognition model of [1] (one Gaussian per layer, diagonal plus rank-one) is
 ``low_rank_normal``; ``diagonal_normal`` and ``householder`` serve this model unchanged, with one
 head per layer.
 
+**Keeping the top layer alive.** Trained with the plain ELBO and a guide factorized over layers,
+:math:`q(z_1 \mid x)\,q(z_2 \mid x)`, the top layer of a small DLGM goes inactive (on digits: 0
+of 10 units): at initialization :math:`p(z_1 \mid z_2) \approx \mathcal{N}(0, I)` already, so
+the model is a VAE on :math:`z_1`, and informing :math:`z_2` costs KL at once while a factorized
+guide cannot follow the posterior's dependence :math:`p(z_2 \mid z_1, x) = p(z_2 \mid z_1)`. Two
+changes bring it back (``benchmarks/deep_models.py``): the bottom-up chain guide
+``chain_normal``, :math:`q(z_1 \mid x)\,q(z_2 \mid z_1)` (the exact posterior's structure, as
+in [2]), and KL warm-up (objective ``annealed``, ``zoo/infer/annealing.py``; Sønderby et al.
+[3]). Shrinking :math:`G_1` at initialization (``noise_init`` well below 1) does *not* help: the
+guide then collapses :math:`z_1` as well.
+
 **References:**
 
 1. *Stochastic Backpropagation and Approximate Inference in Deep Generative Models*,
    D. J. Rezende, S. Mohamed, D. Wierstra (2014), arXiv:1401.4082
 2. *Importance Weighted Autoencoders*, Y. Burda, R. Grosse, R. Salakhutdinov (2015),
    arXiv:1509.00519 (two stochastic layers on MNIST: latents 100 and 50)
+3. *Ladder Variational Autoencoders*, C. K. Sønderby, T. Raiko, L. Maaløe, S. K. Sønderby,
+   O. Winther (2016), arXiv:1602.02282
 """
 
 from __future__ import annotations
@@ -71,11 +84,13 @@ NOISE = ("diagonal", "full")
 class NoiseFactor(nn.Module):
     r"""The learned factor :math:`G_l` of one lower layer: diagonal, or lower-triangular."""
 
-    def __init__(self, dim: int, kind: str):
+    def __init__(self, dim: int, kind: str, init: float = 1.0):
         super().__init__()
+        if not init > 1e-3:
+            raise ValueError(f"noise_init must be above the floor 1e-3, got {init}")
         self.kind = kind
-        # softplus(raw) + 1e-3 = 1: the layer starts as h_l = T_l(h_{l+1}) + xi_l.
-        self.raw_diag = nn.Parameter(torch.full((dim,), math.log(math.expm1(1.0 - 1e-3))))
+        # softplus(raw) + 1e-3 = init: the layer starts as h_l = T_l(h_{l+1}) + init * xi_l.
+        self.raw_diag = nn.Parameter(torch.full((dim,), math.log(math.expm1(init - 1e-3))))
         if kind == "full":
             self.off_diag = nn.Parameter(torch.zeros(dim, dim))
 
@@ -100,6 +115,8 @@ class DLGM(ZooModel):
     :param hidden_dims: widths of the hidden layers of :math:`T_0`, the decoder ``z_1 -> x``
     :param transition_dims: widths of the hidden layers of each :math:`T_l`, ``z_{l+1} -> z_l``
     :param str noise: :math:`G_l` of the lower layers, ``"diagonal"`` or ``"full"``
+    :param float noise_init: the diagonal of every :math:`G_l` at initialization (1: the lower
+        layers start as unit-noise layers; below 1 the top layer must explain their variance)
     :param str likelihood: ``"bernoulli"`` (binary pixels) or ``"gaussian"`` (real pixels)
     :param str activation: hidden nonlinearity (``"softplus"``, ``"relu"``, ``"tanh"``)
     """
@@ -113,6 +130,7 @@ class DLGM(ZooModel):
         hidden_dims: tuple[int, ...] = (400,),
         transition_dims: tuple[int, ...] = (100,),
         noise: str = "diagonal",
+        noise_init: float = 1.0,
         likelihood: str = "bernoulli",
         activation: str = "softplus",
     ):
@@ -133,6 +151,7 @@ class DLGM(ZooModel):
             hidden_dims=hidden_dims,
             transition_dims=transition_dims,
             noise=noise,
+            noise_init=noise_init,
             likelihood=likelihood,
             activation=activation,
         )
@@ -147,7 +166,7 @@ class DLGM(ZooModel):
             for l in range(1, self.num_layers)
         )
         self.noise = nn.ModuleList(
-            NoiseFactor(latent_dims[l - 1], noise) for l in range(1, self.num_layers)
+            NoiseFactor(latent_dims[l - 1], noise, noise_init) for l in range(1, self.num_layers)
         )
         if likelihood == "gaussian":
             # As in the VAE: one learned noise scale per pixel, floored at 1e-2.
