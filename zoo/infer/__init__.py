@@ -1,5 +1,7 @@
 """Objectives and estimators built on Pyro's inference machinery and on our handlers."""
 
-from zoo.infer import annealing  # noqa: F401  (registers "annealed")
-from zoo.infer import iwae  # noqa: F401  (registers "iwae" and "iwae-dreg")
+from zoo.infer import (
+    annealing,  # noqa: F401  (registers "annealed")
+    iwae,  # noqa: F401  (registers "iwae" and "iwae-dreg")
+)
 from zoo.infer.objectives import get_objective, list_objectives, register_objective  # noqa: F401
