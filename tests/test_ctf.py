@@ -16,7 +16,8 @@ K = 6
 
 def _perturbed_guide(num_flows=4):
     torch.manual_seed(0)
-    model = get_model("ctm", input_dim=20, num_topics=K)
+    # prior learned from the first step: the guide rotates (it waits out a warm-up otherwise)
+    model = get_model("ctm", input_dim=20, num_topics=K, prior_warmup=0)
     guide = get_guide("ctf", model, num_flows=num_flows)
     with torch.no_grad():  # move W_t away from the identity so U is a generic rotation
         for layer in guide.mixers["doc_logits"]:
@@ -122,3 +123,23 @@ def test_meanfield_elbo_is_analytic_for_each_ctm_guide():
         assert kl_divergence(q, p).shape == (8,)
         loss = pyro.infer.TraceMeanField_ELBO().loss(model, guide, x)
         assert torch.isfinite(torch.tensor(loss))
+
+
+def test_rotation_waits_for_the_ctm_prior_warmup():
+    model = get_model("ctm", input_dim=20, num_topics=K, prior_warmup=1)
+    guide = get_guide("ctf", model, num_flows=3)  # T odd: U = H(mu) != I even at W_t = I
+    loc, scale = torch.randn(4, K), torch.rand(4, K) + 0.1
+    q = guide.site_dist("doc_logits", loc, scale, None)
+    assert torch.allclose(q.loc, loc)  # warm-up: U = I, the diagonal guide's q
+    assert torch.allclose(q.covariance_matrix, torch.diag_embed(scale**2), atol=1e-5)
+    x = torch.poisson(2 * torch.ones(8, 20))
+    for _ in range(2):  # one epoch of 8 documents, then the warm-up is over
+        model.train()(x, num_data=8)
+    assert bool(model.prior_learning)
+    q = guide.site_dist("doc_logits", loc, scale, None)
+    u = guide.rotation("doc_logits", loc)
+    assert not torch.allclose(u, torch.eye(K).expand(4, K, K), atol=1e-3)
+    assert torch.allclose(q.loc, (u @ loc.unsqueeze(-1)).squeeze(-1), atol=1e-5)
+    # models without a warm-up (VAE, ProdLDA) are rotated from the start
+    other = get_guide("ctf", get_model("prodlda", input_dim=20, num_topics=K), num_flows=3)
+    assert not torch.allclose(other.site_dist("doc_logits", loc, scale, None).loc, loc)

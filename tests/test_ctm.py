@@ -28,13 +28,14 @@ def test_prior_starts_at_the_laplace_approximation():
     assert torch.allclose(topic_correlations(model, centered=False), torch.eye(K), atol=1e-6)
 
 
-def test_guides_that_fit_and_sampling_from_the_prior():
-    model = get_model("ctm", input_dim=V, num_topics=K).eval()
+@pytest.mark.parametrize("decoder", ["mixture", "product"])
+def test_guides_that_fit_and_sampling_from_the_prior(decoder):
+    model = get_model("ctm", input_dim=V, num_topics=K, decoder=decoder).eval()
     assert {"diagonal_normal", "householder", "ctf"} <= set(list_guides(model))
     pyro.set_rng_seed(0)
     x = model(batch_size=5, doc_length=40)
     assert x.shape == (5, V) and torch.all(x.sum(-1) == 40)
-    assert torch.allclose(model.topic_words().sum(-1), torch.ones(K))
+    assert torch.allclose(model.topic_word_matrix().sum(-1), torch.ones(K))
 
 
 def test_top_correlated_pairs_orders_by_magnitude():
@@ -49,7 +50,8 @@ def test_top_correlated_pairs_orders_by_magnitude():
 def _planted_corpus(num_docs=3400, doc_length=300, rho=0.9, scale=2.0):
     """Documents drawn from the CTM's own generative program with disjoint 10-word topics and
     Corr(z_0, z_1) = rho, every other pair independent."""
-    truth = get_model("ctm", input_dim=V, num_topics=K, learn_prior=False).eval()
+    truth = get_model("ctm", input_dim=V, num_topics=K, learn_prior=False,
+                      decoder="mixture").eval()
     beta = torch.full((K, V), 1e-3)
     for k in range(K):
         beta[k, 10 * k: 10 * (k + 1)] = 1.0
@@ -76,7 +78,9 @@ def test_recovers_a_planted_correlation():
     data = Dataset("planted-ctm", TensorSplit(x[:3000]), TensorSplit(x[3000:]), "text")
     seed = 1
     torch.manual_seed(seed)
-    model = get_model("ctm", input_dim=V, num_topics=K, theta_dropout=0.0)
+    # the corpus comes from the mixture decoder (Blei & Lafferty's CTM): fit that one
+    model = get_model("ctm", input_dim=V, num_topics=K, theta_dropout=0.0, decoder="mixture",
+                      prior_warmup=0)
     model.init_topics(data.train.values, torch.Generator().manual_seed(seed))
     guide = get_guide("ctf", model, hidden_dims=(50,))
     history = fit(model, guide, data, epochs=12, batch_size=100, lr=0.01, objective="meanfield",
@@ -121,6 +125,51 @@ def test_word_log_probs_are_normalized(decoder):
     assert torch.allclose(log_p.exp().sum(-1), torch.ones(2, 3), atol=1e-5)
     with pytest.raises(ValueError, match="decoder must be"):
         get_model("ctm", decoder="sum")
+
+
+def test_product_topics_are_the_batch_normalized_rows_less_the_background():
+    model = get_model("ctm", input_dim=V, num_topics=K)
+    assert model.decoder == "product" and model.config["theta_dropout"] == 0.6
+    with torch.no_grad():
+        model.topic_logits.normal_()
+        model.background.normal_()
+        model.logit_norm.running_mean.normal_()
+        model.logit_norm.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    # a document made of topic k alone (logits ~ one-hot) emits the topic times the background
+    z = 30.0 * torch.eye(K)
+    emitted = model.word_log_probs(z).exp()  # [K, V]
+    expected = model.topic_word_matrix() * model.background.exp()
+    expected = expected / expected.sum(-1, keepdim=True)
+    assert torch.allclose(emitted, expected, atol=1e-4)
+
+
+def _prior_grads(model, x, num_data):
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    trace = pyro.poutine.trace(model).get_trace(x, num_data)
+    trace.log_prob_sum().backward()
+    return model.prior_offdiag.grad, model.prior_loc.grad
+
+
+def test_prior_is_held_fixed_during_the_warmup_then_learned():
+    model = get_model("ctm", input_dim=V, num_topics=K, prior_warmup=1.5)
+    x = torch.poisson(3 * torch.ones(10, V))
+    for _ in range(3):  # batches of 10 after 0, 10, 20 documents: within 1.5 epochs of 20
+        offdiag, loc = _prior_grads(model, x, num_data=20)
+        assert offdiag is None and loc is None
+    offdiag, loc = _prior_grads(model, x, num_data=20)  # 30 seen: the warm-up is over
+    assert offdiag is not None and loc.abs().sum() > 0
+    assert float(model.docs_seen) == 40
+    model.eval()  # evaluation does not advance the clock
+    model(x, 20)
+    assert float(model.docs_seen) == 40
+    assert {"docs_seen", "prior_learning"} <= set(model.state_dict())  # resumes the schedule
+    never = get_model("ctm", input_dim=V, num_topics=K, learn_prior=False, prior_warmup=0)
+    assert _prior_grads(never, x, num_data=20) == (None, None)
+    with pytest.raises(ValueError, match="prior_warmup"):
+        get_model("ctm", prior_warmup=-1)
 
 
 def test_word_counts_density_is_the_multinomial():
