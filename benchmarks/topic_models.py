@@ -184,6 +184,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few epochs, to check it runs")
     parser.add_argument("--only", action="append", help="run only these methods (repeatable)")
     parser.add_argument("--epochs", type=int, help="override every neural model's epochs")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed of the neural models (the split stays seed 0)")
     parser.add_argument("--out", help="folder for results.json and results.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -207,7 +209,7 @@ def main(argv=None):
                 epochs = args.epochs
             results[name] = run_neural(dataset, model_name, guide_name,
                                        quick_epochs if args.quick else epochs, options,
-                                       model_options=MODEL_OPTIONS.get(name))
+                                       seed=args.seed, model_options=MODEL_OPTIONS.get(name))
         print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'top_words'})}",
               file=sys.stderr)
     report = {
