@@ -276,8 +276,8 @@ class DirichletGuide(SimplexGuide):
         :math:`\log\gamma` itself, or fitting :math:`\mathrm{KL}(\mathrm{Dir}(\gamma^T_d)
         \|\mathrm{Dir}(\gamma_\phi))`, saturates at the concentration floor: most targets sit
         there early on, and once the encoder follows them its gradients vanish.)"""
-        if not self.local_steps or not torch.is_grad_enabled():
-            return
+        if not self.local_steps or not self.training or not torch.is_grad_enabled():
+            return  # out of training the targets are the encoder's own outputs: nothing to learn
         for s in self.local_sites:
             target = raw[s.name].detach()  # [batch, K + 1]: log excess, log total
             logits, log_total = encoder_raw[s.name][..., :-1], encoder_raw[s.name][..., -1]

@@ -181,3 +181,10 @@ def test_kl_warmup_rises_linearly_step_by_step_then_stays_at_one():
     weights = [kl_weight(config, epoch, step, 4) for epoch in (1, 2, 3) for step in range(4)]
     assert weights == [k / 8 for k in range(1, 9)] + [1.0] * 4
     assert kl_weight(TrainConfig(), 1, 0, 4) == 1.0
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_kl_warmup_must_be_a_number_of_epochs(data, bad):
+    model, guide = make_pair("diagonal_normal")
+    with pytest.raises(ValueError, match="kl_warmup is a number of epochs >= 0"):
+        fit(model, guide, data, epochs=1, kl_warmup=bad, progress=False)

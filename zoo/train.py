@@ -274,6 +274,9 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
         ``cpu_seconds`` of the training pass, ``points_per_second``, ...
     """
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
+    if not config.kl_warmup >= 0:  # also refuses NaN
+        raise ValueError(f"kl_warmup is a number of epochs >= 0 (0: no warm-up), got "
+                         f"{config.kl_warmup}.")
     device = resolve_device(config.device)
     rank, world_size = _distributed()
     out_dir = Path(out_dir) if out_dir is not None else None
