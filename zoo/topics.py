@@ -17,10 +17,14 @@ estimated with ``num_particles`` samples. The multinomial coefficient is removed
 
 **Semi-amortized refinement** [1]. An encoder's :math:`q(\theta_d \mid x_d)` is only as good as
 the encoder: the *amortization gap*. With ``refine_steps > 0`` each held-out document's local
-variational parameters start at the encoder's output and take a few Adam steps on its own
-:math:`b_d` (the topics stay fixed), as classical mean-field VI would; guides expose their local
-parameters through ``local_parameters(x)`` and ``using_local_parameters(raw)`` (the ``dirichlet``
-and ``logistic_normal`` guides do).
+variational parameters start at the encoder's output and are improved with the topics fixed, as
+classical mean-field VI would. Where the model has a closed-form E-step (``local_update``, LDA)
+and the guide's documents are Dirichlets (``local_concentration``, the ``dirichlet`` guide),
+that is ``refine_steps`` coordinate-ascent updates then ``refine_steps // 2`` Adam steps on the
+collapsed bound (:func:`zoo.evaluation.lda_heldout_bounds`, how ``benchmarks/topic_models.py``
+scores every LDA-type method, with ``refine_steps = 100``); otherwise ``refine_steps`` Adam steps
+on each document's own :math:`b_d`, through the guide's ``local_parameters(x)`` and
+``using_local_parameters(raw)`` (the ``logistic_normal`` guide has them).
 
 **Coherence and diversity** come from :mod:`zoo.metrics`: NPMI of each topic's top 10 words with
 document co-occurrence over the whole corpus (training and held-out documents; never-co-occurring
@@ -41,7 +45,7 @@ import torch
 from pyro import poutine
 
 from zoo import metrics
-from zoo.evaluation import batched
+from zoo.evaluation import batched, lda_heldout_bounds
 
 
 def topic_word(model, guide=None) -> torch.Tensor:
@@ -129,25 +133,57 @@ def refine_local_parameters(model, guide, x: torch.Tensor, steps: int = 20, lr: 
     return {k: v.detach() for k, v in raw.items()}
 
 
+def has_closed_form_refinement(model, guide) -> bool:
+    """Whether held-out documents are refined by the model's E-step (LDA + ``dirichlet``)."""
+    return hasattr(model, "local_update") and hasattr(guide, "local_concentration")
+
+
 def heldout_bounds(model, guide, split, batch_size: int = 500, num_particles: int = 8,
                    refine_steps: int = 0, refine_lr: float = 0.05):
-    """``(bounds [D], lengths [D])`` as NumPy arrays over a whole split, in eval mode."""
+    """``(bounds [D], lengths [D])`` as NumPy arrays over a whole split, in eval mode.
+    ``refine_lr`` is the Adam rate of the generic refinement (the closed-form one steps
+    log-concentrations at :func:`~zoo.evaluation.refine_dirichlet`'s default rate)."""
     was_training = model.training, guide.training
     model.eval()
     guide.eval()
-    with torch.no_grad():
-        means = global_means(model, guide)
-    bounds, lengths = [], []
-    for x in batched(split, batch_size):
-        raw = None
-        if refine_steps > 0:
-            raw = refine_local_parameters(model, guide, x, refine_steps, refine_lr, means=means)
+    try:
         with torch.no_grad():
-            bounds.append(document_bounds(model, guide, x, num_particles, means, raw))
-        lengths.append(x.sum(-1))
-    model.train(was_training[0])
-    guide.train(was_training[1])
-    return torch.cat(bounds).numpy().astype(np.float64), torch.cat(lengths).numpy()
+            means = global_means(model, guide)
+        if refine_steps > 0 and has_closed_form_refinement(model, guide):
+            return closed_form_refined_bounds(model, guide, split, means, refine_steps,
+                                              batch_size, num_particles)
+        bounds, lengths = [], []
+        for x in batched(split, batch_size):
+            raw = None
+            if refine_steps > 0:
+                raw = refine_local_parameters(model, guide, x, refine_steps, refine_lr,
+                                              means=means)
+            with torch.no_grad():
+                bounds.append(document_bounds(model, guide, x, num_particles, means, raw))
+            lengths.append(x.sum(-1))
+        return torch.cat(bounds).numpy().astype(np.float64), torch.cat(lengths).numpy()
+    finally:
+        model.train(was_training[0])
+        guide.train(was_training[1])
+
+
+def closed_form_refined_bounds(model, guide, split, means, refine_steps: int, batch_size: int,
+                               num_particles: int):
+    """LDA's refinement: each document's Dirichlet starts at the encoder's output, takes
+    ``refine_steps`` E-step updates and ``refine_steps // 2`` Adam steps, and is scored by the
+    collapsed bound with the exact Dirichlet KL (:func:`zoo.evaluation.lda_heldout_bounds`)."""
+    (site,) = guide.local_sites
+    (topics,) = means.values()
+
+    def initial(x):
+        return guide.local_concentration(guide.local_parameters(x)[site.name])
+
+    # the scoring draws come from their own generator, seeded from the global stream, so
+    # `pyro.set_rng_seed` fixes them as it fixes the generic path's
+    return lda_heldout_bounds(split, topics, model.alpha, initial, model.local_update,
+                              coordinate_steps=refine_steps, gradient_steps=refine_steps // 2,
+                              batch_size=batch_size, num_particles=num_particles,
+                              seed=int(torch.randint(2**31, ())))
 
 
 def heldout_perplexity(model, guide, split, **options) -> float:
