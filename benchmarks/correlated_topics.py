@@ -7,11 +7,12 @@ K = 50, with each guide: ``diagonal_normal`` (the independence baseline), ``hous
 the peer, trained in the same run. Every model runs at its registry defaults
 (``default_guide_options``, ``default_train_config``, constructor defaults: for CTM the
 product-of-experts decoder with a learned background and a prior held at the Laplace
-approximation for the first 50 epochs, then learned) with ``TraceMeanField_ELBO`` (the KL is
-analytic for all three guides against CTM's full-covariance prior: ``guides/ctf.py`` registers
-it), for the **same number of epochs** (100 by default, ``--epochs``); the wall time of each is
-reported beside it. Topics of the mixture decoder, if asked for, are seeded by k-means++
-(:meth:`CTM.init_topics`).
+approximation for the first 50 epochs, then learned: its topic correlations and one common scale,
+every topic keeping the same mean and variance, ``prior_form="correlation"``) with
+``TraceMeanField_ELBO`` (the KL is analytic for all three guides against CTM's full-covariance
+prior: ``guides/ctf.py`` registers it), for the **same number of epochs** (100 by default,
+``--epochs``); the wall time of each is reported beside it. Topics of the mixture decoder, if
+asked for, are seeded by k-means++ (:meth:`CTM.init_topics`).
 
 **GraphBTM** needs word order, and no 20 Newsgroups file here has it (the ``.feat`` bag of words
 and the bundled Reuters ``.ldac`` lose it; we do not invent an order). It runs on the one
@@ -27,8 +28,15 @@ GraphBTM, whose data points are biterm graphs, the held-out ELBO per mini-corpus
 the top 10 words against the whole corpus (document co-occurrence; paragraphs for the Python
 corpus); diversity of the top 25. For CTM + ``ctf``, the most correlated topic pairs.
 
-    OMP_NUM_THREADS=1 python benchmarks/correlated_topics.py \
+    OMP_NUM_THREADS=1 python benchmarks/correlated_topics.py --only "CTM (" --only ProdLDA \
         --out benchmarks/results/correlated_topics
+    # other training seeds (the split stays seed 0): --seed 1 --out .../seed1, and so on; then
+    python benchmarks/correlated_topics.py --mean-of benchmarks/results/correlated_topics \
+        benchmarks/results/correlated_topics/seed1 benchmarks/results/correlated_topics/seed2 \
+        --out benchmarks/results/correlated_topics  # summary.md: the means over seeds
+
+The NPMI of one run moves by a few hundredths from one epoch to the next and from one seed to
+the next, for ProdLDA as for the CTM: compare means over seeds.
 """
 
 from __future__ import annotations
@@ -157,6 +165,28 @@ def markdown(results) -> str:
     return "\n".join(rows)
 
 
+def seed_means(folders) -> tuple[dict, str]:
+    """Mean perplexity, NPMI, diversity and seconds of each 20 Newsgroups method over the
+    ``results.json`` of ``folders`` (one per training seed); methods missing from a folder are
+    left out. Returns (JSON, markdown)."""
+    reports = [json.loads((Path(f) / "results.json").read_text()) for f in folders]
+    names = [n for n in reports[0]["results"] if "python docs" not in n
+             and all(n in r["results"] for r in reports)]
+    keys = ("perplexity", "npmi", "diversity", "seconds")
+    means = {}
+    for name in names:
+        rows = [r["results"][name] for r in reports]
+        means[name] = {k: sum(row[k] for row in rows) / len(rows) for k in keys}
+        means[name]["npmi_per_seed"] = [row["npmi"] for row in rows]
+    table = ["| method | seeds | train s | held-out perplexity | NPMI (whole corpus) | "
+             "NPMI per seed | diversity |", "|---|---|---|---|---|---|---|"]
+    for name, m in means.items():
+        per_seed = " / ".join(f"{v:.3f}" for v in m["npmi_per_seed"])
+        table.append(f"| {name} | {len(folders)} | {m['seconds']:.0f} | {m['perplexity']:.0f} | "
+                     f"{m['npmi']:.3f} | {per_seed} | {m['diversity']:.2f} |")
+    return {"folders": [str(f) for f in folders], "means": means}, "\n".join(table)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few epochs, to check it runs")
@@ -166,7 +196,18 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0,
                         help="training seed of the 20 Newsgroups models (the split stays seed 0)")
     parser.add_argument("--out", help="folder for results.json and results.md")
+    parser.add_argument("--mean-of", nargs="+", metavar="FOLDER",
+                        help="train nothing: average the results.json of these folders (one per "
+                             "seed) into --out/summary.json and summary.md")
     args = parser.parse_args(argv)
+    if args.mean_of:
+        summary, table = seed_means(args.mean_of)
+        print(table)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (Path(args.out) / "summary.md").write_text(table + "\n")
+        return summary
     torch.set_num_threads(1)
     pyro.settings.set(module_local_params=True)
     results, notes = {}, {}

@@ -103,6 +103,44 @@ def test_recovers_a_planted_correlation():
     assert (others - planted[independent[0], independent[1]]).abs().max() < 0.2
 
 
+def test_correlation_prior_keeps_every_topic_at_the_same_mean_and_variance():
+    full = get_model("ctm", input_dim=V, num_topics=K, prior_form="full")
+    model = get_model("ctm", input_dim=V, num_topics=K)
+    assert model.config["prior_form"] == "correlation"
+    offdiag = torch.randn(K, K, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for m in (full, model):
+            m.prior_loc.copy_(torch.arange(K, dtype=torch.float32))
+            m.prior_log_diag.copy_(torch.linspace(-1.0, 1.0, K))
+            m.prior_offdiag.copy_(offdiag)
+    cov, raw = model.prior_covariance(), full.prior_covariance()
+    # equal marginals: the mean variance of the unconstrained factor; its correlations unchanged
+    assert torch.allclose(cov.diagonal(), raw.diagonal().mean().expand(K), rtol=1e-5)
+    sd = raw.diagonal().sqrt()
+    assert torch.allclose(cov / cov.diagonal().mean(), raw / sd[:, None] / sd[None, :], atol=1e-5)
+    assert torch.allclose(model.prior_mean(), torch.full((K,), (K - 1) / 2))
+    assert torch.allclose(full.prior_mean(), full.prior_loc)
+    scale_tril = model.prior_scale_tril()
+    assert torch.equal(scale_tril, torch.tril(scale_tril)) and (scale_tril.diagonal() > 0).all()
+    # the gradient reaches every stored parameter
+    model.prior().log_prob(torch.randn(3, K)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in (model.prior_loc, model.prior_log_diag, model.prior_offdiag))
+    with pytest.raises(ValueError, match="prior_form"):
+        get_model("ctm", prior_form="diagonal")
+
+
+def test_equal_marginals_mean_the_same_prior_under_both_forms():
+    # a planted covariance with equal variances (tests, tutorial 06) is not altered
+    cov = 4.0 * (0.9 * torch.ones(K, K) + 0.1 * torch.eye(K))
+    L = torch.linalg.cholesky(cov)
+    model = get_model("ctm", input_dim=V, num_topics=K)
+    with torch.no_grad():
+        model.prior_log_diag.copy_(L.diagonal().log())
+        model.prior_offdiag.copy_(L)
+    assert torch.allclose(model.prior_covariance(), cov, atol=1e-4)
+
+
 def test_correlation_plot(tmp_path):
     from zoo.plots import plot_topic_correlations
 
