@@ -21,8 +21,9 @@ SCRIPT = textwrap.dedent("""
     gathered = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, w)
     print("IDENTICAL" if all(torch.equal(gathered[0], g) for g in gathered) else "DIFFERENT")
-    # both ranks leave the collective before either tears gloo down: once, in a full `make test` on 2
-    # shared cores, rank 1 aborted at exit ("terminate called without an active exception")
+    # both ranks leave the collective before either tears gloo down: once, in a full
+    # `make test` on 2 shared cores, rank 1 aborted at exit ("terminate called without an
+    # active exception")
     dist.barrier()
     dist.destroy_process_group()
 """)
