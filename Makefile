@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/importance.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check zoo guides tests benchmarks
+	$(VENV)/bin/ruff check zoo guides tests benchmarks conftest.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

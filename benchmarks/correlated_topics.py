@@ -61,7 +61,6 @@ from zoo import data as zoo_data  # noqa: E402
 from zoo import metrics, topics  # noqa: E402
 from zoo.data.biterms import biterm_dataset  # noqa: E402
 from zoo.evaluation import heldout_elbo  # noqa: E402
-from zoo.models import gbtm as _gbtm  # noqa: E402,F401  (registers "gbtm", "gcn_normal")
 from zoo.models.ctm import top_correlated_pairs, topic_correlations  # noqa: E402
 from zoo.runs import build  # noqa: E402
 from zoo.train import TrainConfig, fit  # noqa: E402
@@ -83,8 +82,8 @@ def train(model_name, guide_name, dataset, epochs, num_topics, seed=0):
     analytic KL)."""
     pyro.set_rng_seed(seed)
     model, guide = build(model_name, guide_name, dataset, {"num_topics": num_topics})
-    settings = {"objective": "meanfield", **getattr(model, "default_train_config", {})}
-    if getattr(model, "decoder", None) == "mixture":
+    settings = {"objective": "meanfield", **model.default_train_config}
+    if model.config.get("decoder") == "mixture":  # CTM with Blei & Lafferty's decoder
         counts = torch.as_tensor(dataset.train.counts.toarray(), dtype=torch.float32)
         model.init_topics(counts, torch.Generator().manual_seed(seed))
     # validate=False: as `zoo train` trains (Pyro's checks cost 10-20 % of a step)

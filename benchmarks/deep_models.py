@@ -12,10 +12,10 @@ excluded) reach ``--budget``; the pairs take turns epoch by epoch (the one behin
 goes next), so that load from other processes on a shared machine falls on all alike.
 
 ``--kl-warmup F`` trains every pair (VAE and DLGM alike) with the KL weight :math:`\beta`
-rising linearly from 0 to 1 over the first fraction F of its *seconds* (objective
-``annealed``, Sønderby et al. [4]; see ``zoo/infer/annealing.py``), then the plain ELBO; the
-weight is set per epoch from the seconds spent so far, so both models warm up over the same
-wall time. Each pair is then scored on the test split by
+rising linearly from 0 to 1 over the first fraction F of its *seconds* (the engine's
+``kl_weight`` schedule, ``LinearWarmup(seconds=...)``, :mod:`zoo.schedules`; Sønderby et al.
+[4]), then the plain ELBO; the weight is set step by step from the training seconds spent so
+far, so both models warm up over the same wall time. Each pair is then scored on the test split by
 
 - the held-out ELBO (``--eval-particles`` samples per image, ``zoo.evaluation.heldout_elbo``);
 - the importance-sampled log-likelihood :math:`\log \frac1K \sum_k p(x, z_k)/q(z_k \mid x)`,
@@ -68,13 +68,12 @@ import torch  # noqa: E402
 from _report import write_report  # noqa: E402
 from pyro import poutine  # noqa: E402
 
-import guides.chain_normal  # noqa: E402, F401  (registers "chain_normal")
-import zoo.infer.annealing  # noqa: E402, F401  (registers "annealed")
 from zoo.data import load  # noqa: E402
 from zoo.data.dataset import TensorSplit  # noqa: E402
 from zoo.evaluation import heldout_elbo  # noqa: E402
 from zoo.infer.importance import log_likelihood  # noqa: E402
 from zoo.registry import get_guide, get_model  # noqa: E402
+from zoo.schedules import KL_WEIGHT, LinearWarmup  # noqa: E402
 from zoo.train import fit  # noqa: E402
 
 MODELS = {
@@ -92,10 +91,12 @@ GUIDES = {
 SAME_ON_ONE_SITE = {"chain_normal": "diagonal_normal"}
 
 
-def kl_weight(seconds: float, warmup_seconds: float) -> float:
-    r""":math:`\beta = \min(1, t / t_\text{warm-up})` after ``seconds`` of training; 1 when
-    there is no warm-up."""
-    return 1.0 if warmup_seconds <= 0 else min(1.0, seconds / warmup_seconds)
+def warmup_schedules(args) -> dict:
+    r"""The engine's schedules for ``--kl-warmup F``: :math:`\beta = \min(1, t / (F \cdot
+    \text{budget}))` after :math:`t` training seconds; none without a warm-up."""
+    if args.kl_warmup <= 0:
+        return {}
+    return {KL_WEIGHT: LinearWarmup(seconds=args.kl_warmup * args.budget)}
 
 
 def pair_names(args):
@@ -111,13 +112,6 @@ def pair_names(args):
     return names
 
 
-def objective_of(args, seconds: float):
-    """(objective name, options) for the next epoch of a pair that has trained ``seconds``."""
-    if args.kl_warmup <= 0:
-        return args.objective, {}
-    return "annealed", {"kl_weight": kl_weight(seconds, args.kl_warmup * args.budget)}
-
-
 def train_in_turns(pairs, data, args, seed):
     """Train every ``(model, guide)`` of ``pairs`` with ``fit`` one epoch at a time, always
     advancing the one with the fewest training seconds so far, until each has ``args.budget``
@@ -129,10 +123,9 @@ def train_in_turns(pairs, data, args, seed):
         while min(spent) < args.budget:
             i = min(range(len(pairs)), key=spent.__getitem__)
             model, guide = pairs[i]
-            objective, options = objective_of(args, spent[i])
             histories[i] = fit(model, guide, data, epochs=len(histories[i]) + 1,
                                batch_size=args.batch_size, lr=args.lr, seed=seed,
-                               objective=objective, objective_options=options,
+                               objective=args.objective, schedules=warmup_schedules(args),
                                num_particles=args.num_particles,
                                out_dir=os.path.join(root, str(i)), resume=bool(histories[i]),
                                progress=False, device="cpu")

@@ -14,7 +14,7 @@ documents, with the multinomial coefficient removed and global topics at their p
 posterior-mean topics :math:`\lambda / \sum_v \lambda_v`; its own ``perplexity()`` also adds the
 whole topic KL to the held-out bound, which makes it worse, and is shown beside it. For LDA the
 "refined" column scores every LDA-type method's topics by one formula, LDA's collapsed bound
-(``zoo.evaluation.lda_heldout_bounds``): each held-out document's Dirichlet starts at the
+(``zoo.models.lda_bounds.lda_heldout_bounds``): each held-out document's Dirichlet starts at the
 encoder's output (flat for scikit-learn and the logistic-normal guide), takes 100
 coordinate-ascent steps and 50 Adam steps (semi-amortized), with scikit-learn's priors 1/K.
 The "fixed-topic" column scores LDA's posterior-mean topics with scikit-learn's bound above;
@@ -48,13 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo import data as zoo_data  # noqa: E402
 from zoo import metrics, topics  # noqa: E402
-from zoo.evaluation import lda_heldout_bounds  # noqa: E402
+from zoo.models.lda_bounds import lda_heldout_bounds  # noqa: E402
 from zoo.runs import build  # noqa: E402
 from zoo.train import TrainConfig, fit  # noqa: E402
 
 K = 50
 #: refinement of every LDA-type method's held-out documents, scored by one formula
-#: (zoo.evaluation.lda_heldout_bounds: topics assignments summed out, the tighter bound)
+#: (zoo.models.lda_bounds.lda_heldout_bounds: topics assignments summed out, the tighter bound)
 REFINE = dict(coordinate_steps=100, gradient_steps=50, lr=0.1, num_particles=32, seed=0)
 NEURAL = {  # name: (model, guide, epochs, epochs in --quick, guide options beyond the defaults)
     # topics by natural-gradient steps (SVI), 20 coordinate-ascent steps per document;
@@ -138,7 +138,7 @@ def run_neural(dataset, model_name, guide_name, epochs, guide_options=None, seed
     model, guide = build(model_name, guide_name, dataset, {**config, **(model_options or {})},
                          guide_options)
     # validate=False: as `zoo train` trains (Pyro's checks cost 10-20 % of a step)
-    train = TrainConfig(**{**getattr(model, "default_train_config", {}), **(train_options or {}),
+    train = TrainConfig(**{**model.default_train_config, **(train_options or {}),
                            "epochs": epochs, "seed": seed, "device": "cpu", "validate": False})
     start, cpu_start = time.perf_counter(), time.process_time()
     history = fit(model, guide, dataset, train, progress=False)

@@ -7,6 +7,7 @@ from guides import (  # noqa: F401
     ctf,  # centralized transformation flow: N(U mu, U diag(sigma^2) U^T)
     diagonal_normal,  # amortized diagonal Gaussian (the VAE encoder)
     dirichlet,  # amortized Dirichlet for simplex latents, mean-field Dirichlet for globals
+    gcn_normal,  # graph convolutional encoder of biterm graphs (GraphBTM)
     householder,  # diagonal Gaussian rotated by amortized Householder reflections
     logistic_normal,  # Gaussian mapped to the simplex by a bijection with its Jacobian
     low_rank_normal,  # diagonal plus rank-r covariance (Rezende et al.'s recognition model)

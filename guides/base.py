@@ -1,21 +1,87 @@
-r"""Shared pieces of amortized guides: what a guide reads from its model, and the encoder trunk.
+r"""The contract every guide family follows, and the encoder trunk amortized guides share.
 
 A guide is built as ``Guide(model, **options)`` and its ``forward`` takes exactly the model's
-arguments (the rule Pyro's ``AutoGuide`` states). It keeps only a description of the model's
-latent sites, never a reference to the model itself, so the guide's ``state_dict`` holds the
-guide's parameters alone and a checkpoint can store model and guide separately.
+arguments (the rule Pyro's ``AutoGuide`` states). It reads what it needs from the model at
+construction (the latent sites, the plate name, defaults) and keeps no reference to the model,
+so the guide's ``state_dict`` holds the guide's parameters alone and a checkpoint stores model
+and guide separately. Everything the engine, the evaluation code and the CLI may ask of a guide
+is declared on :class:`ZooGuide` with its default; nothing probes a guide with ``hasattr``.
+
+Whether a family fits a model is its class method ``why_not(model)``: ``None`` when it fits,
+else a sentence saying why not, which :func:`zoo.registry.get_guide` shows with the names of the
+families that do fit.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from zoo.models.base import LocalParamsModule, encoder_input
+from zoo.models.base import ZooModule, encoder_input
 from zoo.models.nets import mlp
 
 
-class AmortizedGuide(LocalParamsModule):
+class ZooGuide(ZooModule):
+    """Base class of every registered guide family: the contract in one place.
+
+    Subclasses implement ``why_not`` and ``forward`` and keep their constructor options in
+    ``self.options`` (saved to a run's ``config.json``).
+    """
+
+    #: in training, each data point's local posterior is found by this many closed-form updates
+    #: of the model (:meth:`~zoo.models.base.ZooModel.local_update`) and the encoder is
+    #: regressed onto it (semi-amortized training, :mod:`zoo.infer.semi_amortized`); 0: the
+    #: encoder's output is used as it is
+    local_steps: int = 0
+    #: how the global sites learn: ``"gradient"`` (the optimizer follows the ELBO's gradient) or
+    #: ``"natural"`` (natural-gradient steps from the model's closed-form
+    #: :meth:`~zoo.models.base.ZooModel.global_update`, :mod:`zoo.infer.natural`)
+    global_step: str = "gradient"
+    #: exposes its local parameters: :meth:`local_parameters` and
+    #: :meth:`using_local_parameters` (semi-amortized refinement of held-out data)
+    refinable: ClassVar[bool] = False
+    #: its local sites are Dirichlets with :meth:`local_concentration` and
+    #: :meth:`raw_from_concentration`, which a conjugate model's E-step can refine
+    dirichlet_locals: ClassVar[bool] = False
+
+    @classmethod
+    def why_not(cls, model) -> str | None:
+        """``None`` when this family fits ``model``, else the reason it does not."""
+        raise NotImplementedError
+
+    def posterior_mean(self, name: str) -> torch.Tensor:
+        """:math:`\\mathbb{E}_q` of the global site ``name`` (LDA's topics)."""
+        raise ValueError(f"guide '{self.registry_name}' has no global site {name!r} whose "
+                         "posterior mean it could report.")
+
+    def local_parameters(self, x: torch.Tensor) -> dict:
+        """Raw (unconstrained) local parameters per local site for ``x``, for
+        :attr:`refinable` guides."""
+        raise NotImplementedError(f"guide '{self.registry_name}' keeps its local parameters "
+                                  "to itself.")
+
+    @contextlib.contextmanager
+    def using_local_parameters(self, raw: dict):
+        """Within this context ``forward`` uses ``raw`` (the layout of
+        :meth:`local_parameters`) instead of its encoder's output."""
+        raise NotImplementedError(f"guide '{self.registry_name}' keeps its local parameters "
+                                  "to itself.")
+        yield  # pragma: no cover
+
+    def local_concentration(self, raw: torch.Tensor) -> torch.Tensor:
+        """Dirichlet concentrations ``[batch, K]`` of raw local parameters, for
+        :attr:`dirichlet_locals` guides."""
+        raise NotImplementedError(f"guide '{self.registry_name}' has no Dirichlet locals.")
+
+    def raw_from_concentration(self, concentration: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`local_concentration`."""
+        raise NotImplementedError(f"guide '{self.registry_name}' has no Dirichlet locals.")
+
+
+class AmortizedGuide(ZooGuide):
     """Base of guides whose parameters are computed from ``x`` by an encoder network.
 
     :param model: the :class:`~zoo.models.base.ZooModel` to approximate the posterior of
@@ -44,14 +110,10 @@ class AmortizedGuide(LocalParamsModule):
         """Last hidden layer of the encoder, ``[batch, hidden_dim]``."""
         return self.trunk(encoder_input(self.encoder_input, x))
 
-    @classmethod
-    def why_not(cls, model) -> str | None:
-        raise NotImplementedError
-
 
 def local_real_vector_sites(model) -> str | None:
     """``None`` when every latent site of ``model`` is a local real vector, else the reason."""
-    if getattr(model, "graph_input", False):
+    if model.graph_input:
         return "the model's data points are graphs [batch, V, V], not flat vectors."
     sites = model.latent_sites()
     if not sites:

@@ -35,10 +35,12 @@ diagonal ``Normal`` and of a :class:`~guides.householder.HouseholderNormal` agai
 ``MultivariateNormal`` prior (and of a ``MultivariateNormal`` against a diagonal ``Normal``), so
 ``--elbo meanfield`` is analytic for all three CTM guides.
 
-**Warm-up.** On a model that holds its prior fixed for a while (CTM's ``prior_warmup``, read from
-its ``prior_learning`` buffer) the guide uses :math:`U = I` until the prior is learned: against
-the fixed isotropic prior the rotation cannot lower the KL and only scrambles the encoder's
-batch-normalized coordinates (see :meth:`CentralizedFlowGuide.site_dist`).
+**Warm-up.** On a model that holds its prior fixed for a while (CTM's ``prior_warmup``) the guide
+uses :math:`U = I` until the prior is learned: against the fixed isotropic prior the rotation
+cannot lower the KL and only scrambles the encoder's batch-normalized coordinates (see
+:meth:`CentralizedFlowGuide.site_dist`). The guide declares the annealed quantity
+``prior_learning``, which the engine's schedule sets on model and guide alike
+(:mod:`zoo.schedules`); it starts at the model's value.
 
 **References:**
 
@@ -127,11 +129,11 @@ class CentralizedFlowGuide(DiagonalNormalGuide):
             raise ValueError(f"num_flows must be at least 1, got {num_flows}.")
         self.options["num_flows"] = num_flows
         self.num_flows = num_flows
-        # A model whose prior is fixed during a warm-up (CTM's ``prior_learning`` buffer) says
-        # when to rotate; a closure, not an attribute, so the model's parameters stay its own.
-        learning = getattr(model, "prior_learning", None)
-        self._prior_learning = ((lambda: bool(model.prior_learning)) if learning is not None
-                                else (lambda: True))
+        # Rotate once the model's prior is learned: the engine's schedule sets this buffer as
+        # it sets the model's (models without the quantity have a learned or fixed-from-the-
+        # start prior: rotate from the start).
+        learning = model.annealed_state().get("prior_learning", 1.0)
+        self.register_buffer("prior_learning", torch.tensor(bool(learning)))
         self.mixers = nn.ModuleDict()
         for s in self.sites:
             d = s.event_shape[0]
@@ -141,9 +143,11 @@ class CentralizedFlowGuide(DiagonalNormalGuide):
                 nn.init.zeros_(layer.bias)
             self.mixers[s.name] = layers
 
+    annealed = ("prior_learning",)
+
     @classmethod
     def why_not(cls, model):
-        if getattr(model, "graph_input", False):
+        if model.graph_input:
             return "the model's data points are graphs; this guide encodes flat vectors."
         return super().why_not(model)
 
@@ -166,10 +170,10 @@ class CentralizedFlowGuide(DiagonalNormalGuide):
         r"""The rotated Gaussian; :math:`U = I` while the model's prior is held fixed. A fixed
         isotropic prior makes the KL blind to :math:`U`, so the rotation could act only through
         the decoder, where it undoes the per-dimension BatchNorm of the encoder's heads that keeps
-        AVITM-style encoders out of component collapse (measured on 20 Newsgroups, K = 50, 100
-        epochs: NPMI 0.16 rotating during CTM's warm-up, 0.27 not)."""
+        AVITM-style encoders out of component collapse (README: NPMI 0.16 rotating during CTM's
+        warm-up, 0.27 not)."""
         u = self.rotation(name, loc)  # [batch, D, D]
-        if not self._prior_learning():
+        if not bool(self.prior_learning):
             # U = I, with the reflections kept in the graph at zero weight: every parameter
             # gets a (zero) gradient, as DistributedDataParallel and the registry test expect.
             u = torch.eye(loc.shape[-1], dtype=loc.dtype, device=loc.device) + 0.0 * u

@@ -17,17 +17,16 @@ the Dirichlet-Dirichlet KL is analytic (torch registers it) [1].
 Low concentrations make Dirichlet sampling unreliable (pytorch#76030; Pyro's ``lda.py``
 constrains its posterior concentrations above 0.5), so concentrations are floored at
 ``min_concentration`` (0.05 for documents, ``global_min_concentration`` for topics learned by
-gradient). With ``global_step="natural"`` the topics' :math:`\lambda` are not parameters but
-state moved by stochastic natural-gradient steps [5] (:meth:`DirichletGuide.global_factors`),
-and are sampled without a gradient path; torch clamps Dirichlet draws at the smallest normal
-float, so the ELBO stays finite at :math:`\lambda` near the prior's :math:`\eta = 1/K`.
+gradient).
 
-The guide is generic over simplex sites: it fits any model whose latent sites are all
-``"simplex"``, local ones vectors, global ones of any shape (leading dimensions in the plate named
-by ``model.global_plates``, last dimension the simplex). :class:`SimplexGuide` holds what it
-shares with the logistic-normal guide, including the hook for semi-amortized refinement:
-:meth:`SimplexGuide.local_parameters` returns the encoder's raw outputs and
-:meth:`SimplexGuide.using_local_parameters` makes ``forward`` use given ones instead.
+Two training algorithms use this family, declared by its options and run by the objective
+(:mod:`zoo.infer.semi_amortized`), not by the guide: with ``local_steps`` each training
+document's :math:`\gamma_d` is found by the model's closed-form E-step and the encoder is
+regressed onto it (:meth:`DirichletGuide.amortization_loss`) [3, 4]; with
+``global_step="natural"`` the topics' :math:`\lambda` are not parameters but state (buffers)
+that stochastic natural-gradient steps move [5] (:mod:`zoo.infer.natural`), sampled without a
+gradient path; torch clamps Dirichlet draws at the smallest normal float, so the ELBO stays
+finite at :math:`\lambda` near the prior's :math:`\eta = 1/K`.
 
 **References:**
 
@@ -44,136 +43,13 @@ shares with the logistic-normal guide, including the hook for semi-amortized ref
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
-from guides.base import AmortizedGuide
-from zoo.infer.natural import NaturalSteps
-from zoo.models.base import data_plate
+from guides.simplex import SimplexGuide
 from zoo.registry import register_guide
-
-
-def simplex_sites(model) -> str | None:
-    """``None`` when every latent site of ``model`` is a simplex (local ones vectors, at least
-    one local), else the reason."""
-    sites = model.latent_sites()
-    if not any(s.local for s in sites):
-        return "the model has no local latent site for an encoder to amortize."
-    for s in sites:
-        if s.support != "simplex":
-            return (f"latent site '{s.name}' has support '{s.support}'; this guide needs "
-                    "simplex-valued sites.")
-        if s.local and len(s.event_shape) != 1:
-            return f"local site '{s.name}' has event shape {s.event_shape}; expected a vector."
-    return None
-
-
-class SimplexGuide(AmortizedGuide):
-    """Shared machinery: an encoder head per local site, learned parameters per global site.
-    Subclasses define ``local_dim``, ``mean_dim``, ``init_head``, ``local_dist``, ``init_global``,
-    ``global_dist`` and ``posterior_mean``."""
-
-    def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 batch_norm=False, global_step_scale=1.0):
-        super().__init__(model, hidden_dims, activation, dropout)
-        self.options.update(batch_norm=batch_norm, global_step_scale=global_step_scale)
-        # Global parameters are stored divided by this factor and used multiplied by it, so
-        # an optimizer's step moves them global_step_scale times as far as an encoder weight:
-        # a per-parameter learning rate that any torch optimizer honours.
-        self.global_step_scale = float(global_step_scale)
-        plates = getattr(model, "global_plates", {})
-        self.local_sites = tuple(s for s in self.sites if s.local)
-        self.global_sites = tuple(s for s in self.sites if not s.local)
-        self.global_plate_names = {s.name: plates.get(s.name, f"{s.name}_plate")
-                                   for s in self.global_sites}
-        self.heads = nn.ModuleDict(
-            {s.name: nn.Linear(self.hidden_dim, self.local_dim(s.event_shape[0]))
-             for s in self.local_sites})
-        for head in self.heads.values():
-            self.init_head(head)
-        # BatchNorm (no affine) on the location part of each head, as AVITM normalizes its
-        # encoder heads: every topic's logit varies across the documents of a batch, so the
-        # encoder cannot send all documents to the same proportions (component collapse).
-        self.norms = nn.ModuleDict(
-            {s.name: nn.BatchNorm1d(self.mean_dim(s.event_shape[0]), affine=False)
-             for s in self.local_sites} if batch_norm else {})
-        self.globals = nn.ParameterDict()
-        for s in self.global_sites:
-            for key, value in self.init_global(s.event_shape).items():
-                self.globals[f"{s.name}__{key}"] = nn.Parameter(value / self.global_step_scale)
-        self._override = None
-
-    @classmethod
-    def why_not(cls, model):
-        return simplex_sites(model)
-
-    def global_params(self, name: str) -> dict:
-        prefix = f"{name}__"
-        return {k[len(prefix):]: self.global_step_scale * v
-                for k, v in self.globals.items() if k.startswith(prefix)}
-
-    def local_parameters(self, x: torch.Tensor) -> dict:
-        """Raw (unconstrained) local parameters per local site, ``[batch, local_dim]``: what
-        ``forward`` uses for ``x`` (the encoder's outputs, after any local steps)."""
-        return self.refined_local_parameters(x, self.encoder_parameters(x))
-
-    def refined_local_parameters(self, x: torch.Tensor, raw: dict) -> dict:
-        """Hook for guides that improve the encoder's output before use (identity here)."""
-        return raw
-
-    def amortization_factors(self, x: torch.Tensor, encoder_raw: dict, raw: dict) -> None:
-        """Hook for guides whose encoder needs a training signal besides the ELBO's."""
-
-    def global_factors(self, x: torch.Tensor, num_data: int | None, raw: dict) -> None:
-        """Hook for guides whose global parameters are not trained by the ELBO's gradient
-        (called once per ``forward``, outside every plate, after the local sites)."""
-
-    def encoder_parameters(self, x: torch.Tensor) -> dict:
-        """Raw (unconstrained) encoder outputs per local site, ``[batch, local_dim]``."""
-        h = self.hidden(x)  # [batch, hidden_dim]
-        raw = {s.name: self.heads[s.name](h) for s in self.local_sites}
-        for name, norm in self.norms.items():
-            m = norm.num_features
-            raw[name] = torch.cat([norm(raw[name][..., :m]), raw[name][..., m:]], -1)
-        return raw
-
-    @contextlib.contextmanager
-    def using_local_parameters(self, raw: dict):
-        """Within this context ``forward`` ignores the encoder and uses ``raw`` (same layout as
-        :meth:`local_parameters`), e.g. after refining them per document."""
-        self._override = raw
-        try:
-            yield self
-        finally:
-            self._override = None
-
-    def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
-        out = {}
-        for s in self.global_sites:
-            # every leading dimension of a global site is a plate (LDA: the K topics)
-            with contextlib.ExitStack() as stack:
-                lead = s.event_shape[:-1]
-                for i, size in enumerate(lead):
-                    name = self.global_plate_names[s.name] + ("" if i == 0 else f"_{i}")
-                    stack.enter_context(pyro.plate(name, size, dim=i - len(lead)))
-                out[s.name] = pyro.sample(s.name, self.global_dist(s.name))  # [*lead, D]
-        encoder_raw = raw = self._override
-        if raw is None:
-            encoder_raw = self.encoder_parameters(x)
-            raw = self.refined_local_parameters(x, encoder_raw)
-        with data_plate(self.plate_name, x, num_data):
-            for s in self.local_sites:
-                out[s.name] = pyro.sample(s.name, self.local_dist(raw[s.name]))  # [batch, D]
-            if self._override is None:
-                self.amortization_factors(x, encoder_raw, raw)
-        if self._override is None:
-            self.global_factors(x, num_data, raw)
-        return out
 
 
 @register_guide("dirichlet")
@@ -189,15 +65,14 @@ class DirichletGuide(SimplexGuide):
     :param float global_min_concentration: floor of the topics' concentrations (with
         ``global_step="gradient"``; natural steps keep them above the prior's)
     :param float global_init_concentration: initial concentration per word of each topic
-    :param int local_steps: in training, coordinate-ascent updates that find each document's
-        Dirichlet (semi-amortized, see :meth:`refined_local_parameters`; needs a model with a
-        ``local_update`` method, as LDA has); 0 for a plain amortized guide; default: the
-        model's ``default_local_steps`` (LDA: 20), else 0
+    :param int local_steps: in training, E-step updates that find each document's Dirichlet
+        (semi-amortized, :mod:`zoo.infer.semi_amortized`; needs a model with
+        ``conjugate_updates``, as LDA has); 0 for a plain amortized guide; default: the
+        model's ``default_local_steps`` (LDA: 20)
     :param str global_step: how the global sites' Dirichlets learn: ``"gradient"`` (the
         optimizer follows the ELBO's reparameterized gradient) or ``"natural"`` (stochastic
-        natural-gradient steps, see :meth:`global_factors`; needs a model with a
-        ``global_update`` method, as LDA has); default: the model's ``default_global_step``,
-        else ``"gradient"``
+        natural-gradient steps, :mod:`zoo.infer.natural`; needs a model with
+        ``conjugate_updates``); default: the model's ``default_global_step``
     :param float natural_offset: :math:`\\tau` of the natural steps' sizes
         :math:`\\rho_t = (t + \\tau)^{-\\kappa}`, :math:`t = 1, 2, \\dots`
     :param float natural_decay: :math:`\\kappa \\in [0, 1]`; minibatch steps converge for
@@ -208,6 +83,8 @@ class DirichletGuide(SimplexGuide):
         ``default_natural_options``, else :math:`\\tau = 1, \\kappa = 0.7`, 1
     """
 
+    dirichlet_locals = True
+
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
                  batch_norm=False, global_step_scale=1.0, init_concentration=10.0,
                  min_concentration=0.05, global_min_concentration=0.05,
@@ -217,49 +94,45 @@ class DirichletGuide(SimplexGuide):
         self.min_concentration = float(min_concentration)
         self.global_min_concentration = float(global_min_concentration)
         self.global_init_concentration = float(global_init_concentration)
-        if local_steps is None:
-            local_steps = getattr(model, "default_local_steps", 0)
-        self.local_steps = int(local_steps)
-        if global_step is None:
-            global_step = getattr(model, "default_global_step", "gradient")
+        local_steps = model.default_local_steps if local_steps is None else local_steps
+        global_step = model.default_global_step if global_step is None else global_step
         if global_step not in ("gradient", "natural"):
             raise ValueError(f"global_step must be 'gradient' or 'natural', got {global_step!r}")
-        self.global_step = global_step
         natural = {"natural_offset": 1.0, "natural_decay": 0.7, "natural_batch": 1,
-                   **getattr(model, "default_natural_options", {})}
+                   **model.default_natural_options}
         for key, value in (("natural_offset", natural_offset),
                            ("natural_decay", natural_decay), ("natural_batch", natural_batch)):
             if value is not None:
                 natural[key] = value
         super().__init__(model, hidden_dims, activation, dropout, batch_norm, global_step_scale)
+        self.local_steps = int(local_steps)
+        self.global_step = global_step
+        #: the schedule of the natural steps (read by :mod:`zoo.infer.natural`)
+        self.natural_options = natural
         self.options.update(init_concentration=init_concentration,
                             min_concentration=min_concentration,
                             global_min_concentration=global_min_concentration,
                             global_init_concentration=global_init_concentration,
                             local_steps=local_steps, global_step=global_step,
                             **natural)
-        # bound methods, not a submodule: the model's parameters stay out of the guide's
-        self._local_update = getattr(model, "local_update", None)
-        self._global_update = getattr(model, "global_update", None)
-        name = getattr(model, "registry_name", model)
-        if self.local_steps and (self._local_update is None or len(self.local_sites) != 1):
-            raise ValueError(
-                f"local_steps={local_steps} needs a model with one local site and a "
-                f"local_update method (e.g. 'lda'); '{name}' has none. Use local_steps=0.")
-        if global_step != "gradient":
-            if self._global_update is None or len(self.local_sites) != 1:
+        for option, value, default in (("local_steps", self.local_steps, 0),
+                                       ("global_step", global_step, "gradient")):
+            if value != default and not (model.conjugate_updates and len(self.local_sites) == 1):
                 raise ValueError(
-                    f"global_step={global_step!r} needs a model with one local site and a "
-                    f"global_update method (e.g. 'lda'); '{name}' has none. Use 'gradient'.")
-            # The concentrations become state that NaturalSteps moves (buffers: saved and
+                    f"{option}={value!r} needs a model with one local site and closed-form "
+                    f"updates (conjugate_updates: local_update and global_update, e.g. 'lda'); "
+                    f"'{model.registry_name}' has none. Use {option}={default!r}.")
+        if global_step == "natural":
+            # The concentrations become state that the natural steps move (buffers: saved and
             # loaded with the guide, invisible to the optimizer), started where the gradient
             # parameterization starts.
             with torch.no_grad():
                 start = {s.name: self._gradient_concentration(s.name) for s in self.global_sites}
             for key in list(self.globals):
                 del self.globals[key]
-            self.natural = NaturalSteps(start, natural["natural_offset"],
-                                        natural["natural_decay"], natural["natural_batch"])
+            self.natural = nn.Module()
+            for name, value in start.items():
+                self.natural.register_buffer(name, value.detach().clone())
 
     def local_dim(self, size: int) -> int:
         return size + 1  # mean logits [K] and log total concentration [1]
@@ -292,55 +165,24 @@ class DirichletGuide(SimplexGuide):
         total = excess.sum(-1, keepdim=True)
         return torch.cat([excess.log(), total.log()], -1)  # softmax(log excess) = excess/total
 
-    def refined_local_parameters(self, x, raw):
-        r"""In training with ``local_steps``, each document's :math:`\gamma_d` is found by that
-        many coordinate-ascent updates (``model.local_update``, the E-step of variational
-        Bayes [1]) at the topics' current :math:`\mathbb{E}_q[\log\beta]`, started from flat
-        proportions as the classical E-step is, and the guide samples from
-        :math:`\mathrm{Dir}(\gamma_d)`; out of training (``eval()``) the encoder's output is
-        used as is, so held-out figures measure the amortized guide. The updates carry no
-        gradient: the topics learn at near-optimal documents' posteriors (by natural steps
-        from their expected counts, :meth:`global_factors`, or by the ELBO's gradient)
-        (as Krishnan et al. [4] train the generative model at refined local parameters), and
-        the encoder learns from :meth:`amortization_factors`.
-
-        Why flat and not the encoder's output: started from the encoder, the updates stay in
-        its basin, the topics then confirm the encoder's early guesses, and on 20 Newsgroups
-        (K = 50, 10 epochs) the topics' fixed-topic held-out perplexity was 1132 against 996
-        from flat starts."""
-        if not self.local_steps or not self.training:
-            return raw
-        (site,) = self.local_sites
-        with torch.no_grad():
-            expected_logs = {s.name: self.expected_log(s.name) for s in self.global_sites}
-            flat = x.new_ones(*x.shape[:-1], site.event_shape[0])  # [batch, K]
-            gamma = self._local_update(x, flat, expected_logs, self.local_steps)  # [batch, K]
-            return {site.name: self.raw_from_concentration(gamma)}
-
-    def amortization_factors(self, x, encoder_raw, raw):
-        r"""With ``local_steps``, the encoder is trained to predict the updated Dirichlets
-        (amortization by regression): a zero-valued guide factor whose gradient in the
-        encoder's weights is that of
+    def amortization_loss(self, encoder_raw: torch.Tensor, target_raw: torch.Tensor):
+        r"""What semi-amortized training regresses the encoder onto its E-step targets with,
+        ``[batch]``:
 
         .. math:: -\sum_k \bar m_{dk} \log m_{\phi,k}(x_d)
             + \tfrac12\big(\log t_\phi(x_d) - \log \bar t_d\big)^2,
 
         the cross-entropy of the encoder's mean direction :math:`m_\phi` (the softmax of
-        :meth:`local_concentration`) from the updated one :math:`\bar m_d`, plus the squared
-        error of the log totals. The ELBO's value is untouched; a better encoder only means
-        fewer updates to reach the same :math:`\gamma_d`. (Regressing
-        :math:`\log\gamma` itself, or fitting :math:`\mathrm{KL}(\mathrm{Dir}(\gamma^T_d)
-        \|\mathrm{Dir}(\gamma_\phi))`, saturates at the concentration floor: most targets sit
-        there early on, and once the encoder follows them its gradients vanish.)"""
-        if not self.local_steps or not self.training or not torch.is_grad_enabled():
-            return  # out of training the targets are the encoder's own outputs: nothing to learn
-        for s in self.local_sites:
-            target = raw[s.name].detach()  # [batch, K + 1]: log excess, log total
-            logits, log_total = encoder_raw[s.name][..., :-1], encoder_raw[s.name][..., -1]
-            mean = torch.softmax(target[..., :-1], -1)  # [batch, K]
-            loss = (-(mean * torch.log_softmax(logits, -1)).sum(-1)
-                    + 0.5 * (log_total - target[..., -1]).pow(2))  # [batch]
-            pyro.factor(f"{s.name}_amortization", loss - loss.detach(), has_rsample=True)
+        :meth:`local_concentration`) from the target's :math:`\bar m_d`, plus the squared
+        error of the log totals. (Regressing :math:`\log\gamma` itself, or fitting
+        :math:`\mathrm{KL}(\mathrm{Dir}(\gamma^T_d)\|\mathrm{Dir}(\gamma_\phi))`, saturates at
+        the concentration floor: most targets sit there early on, and once the encoder follows
+        them its gradients vanish.)"""
+        target = target_raw.detach()  # [batch, K + 1]: log excess, log total
+        logits, log_total = encoder_raw[..., :-1], encoder_raw[..., -1]
+        mean = torch.softmax(target[..., :-1], -1)  # [batch, K]
+        return (-(mean * torch.log_softmax(logits, -1)).sum(-1)
+                + 0.5 * (log_total - target[..., -1]).pow(2))  # [batch]
 
     def init_global(self, shape):
         lead, dim = shape[:-1], shape[-1]
@@ -354,43 +196,11 @@ class DirichletGuide(SimplexGuide):
 
     def global_concentration(self, name: str) -> torch.Tensor:
         """:math:`\\lambda` of a global site: from the learned parameters (``"gradient"``,
-        floored at ``global_min_concentration``), or the state the natural steps move
+        floored at ``global_min_concentration``), or the state the natural steps move in place
         (``"natural"``, no floor: the steps keep it above the prior's concentration)."""
         if self.global_step == "natural":
-            return self.natural.concentration(name)
+            return self.natural.get_buffer(name)
         return self._gradient_concentration(name)
-
-    def global_factors(self, x, num_data, raw):
-        r"""With ``global_step="natural"``, in training, the global sites' :math:`\lambda` take
-        the steps of stochastic variational inference [5] (:class:`~zoo.infer.natural.
-        NaturalSteps`: one per backward pass, or per ``natural_batch`` pooled documents),
-
-        .. math::
-
-            \lambda \leftarrow (1 - \rho_t)\,\lambda + \rho_t\,\hat\lambda, \qquad
-            \hat\lambda_{kv} = \eta + \frac{D}{B}\sum_{d \in \text{batch}} x_{dv}\phi_{dvk},
-
-        :math:`\hat\lambda - \lambda` being the natural gradient of the ELBO in :math:`\lambda`,
-        with :math:`\hat\lambda` from ``model.global_update`` at the documents' :math:`\gamma_d`
-        this ``forward`` uses (after the local steps). With :math:`B = D` and :math:`\rho = 1`
-        it is the M-step of batch variational Bayes [1]. The ELBO's gradient leaves
-        :math:`\lambda` alone: the topics are sampled without a gradient path.
-
-        Why: the ELBO's reparameterized gradient, even rescaled by Adam, moved the topics to a
-        worse fixed point than variational Bayes reaches (20 Newsgroups, K = 50: fixed-topic
-        held-out perplexity 995, scikit-learn's batch VB 909; natural steps with the default
-        options: see ``benchmarks/results/topic_models/lda_natural``). Under
-        ``DistributedDataParallel`` the buffers are broadcast from rank 0 before each forward,
-        so the topics follow rank 0's batches."""
-        if self.global_step != "natural" or not self.training or not torch.is_grad_enabled():
-            return
-        (site,) = self.local_sites
-        with torch.no_grad():
-            gamma = self.local_concentration(raw[site.name])  # [batch, K]
-            expected_logs = {s.name: self.expected_log(s.name) for s in self.global_sites}
-            scale = 1.0 if num_data is None else num_data / x.shape[0]
-            targets = self._global_update(x, gamma, expected_logs, scale)  # name -> [K, V]
-        self.natural.factor("natural_step", targets, x.shape[0], x)
 
     def global_dist(self, name: str):
         return dist.Dirichlet(self.global_concentration(name))

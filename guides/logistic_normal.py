@@ -51,7 +51,7 @@ from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 from torch.nn import functional as F
 
-from guides.dirichlet import SimplexGuide
+from guides.simplex import SimplexGuide
 from zoo.registry import register_guide
 
 

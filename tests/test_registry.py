@@ -9,6 +9,7 @@ from pyro.poutine.util import site_is_subsample
 
 from zoo.infer import get_objective
 from zoo.registry import (
+    default_guide_options,
     get_guide,
     get_model,
     list_all_guides,
@@ -28,9 +29,16 @@ def test_every_model_has_a_guide_and_its_default_fits():
 
 @pytest.mark.parametrize("model_name,guide_name", PAIRS)
 def test_pair_takes_a_finite_step_and_sites_match(model_name, guide_name):
+    check_pair(model_name, guide_name)
+
+
+def check_pair(model_name: str, guide_name: str):
+    """The registry-wide check of one (model, guide) pair: the model's declared latent sites
+    are its trace's, the guide samples exactly them with the declared event shapes, and one
+    training step is finite with a finite gradient for every guide parameter."""
     pyro.set_rng_seed(0)
     model = get_model(model_name)
-    guide = get_guide(guide_name, model, **getattr(model, "default_guide_options", {}))
+    guide = get_guide(guide_name, model, **default_guide_options(model, guide_name))
     x = model.example_batch(8)
 
     model_trace = poutine.trace(model).get_trace(x)

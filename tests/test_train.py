@@ -9,7 +9,8 @@ from pyro.infer.util import is_validation_enabled
 from zoo.data import Dataset, TensorSplit
 from zoo.evaluation import heldout_elbo
 from zoo.registry import get_guide, get_model
-from zoo.train import CHECKPOINT, METRICS, TrainingDiverged, fit, load_checkpoint
+from zoo.runs import CHECKPOINT, METRICS, load_checkpoint
+from zoo.train import TrainingDiverged, fit
 
 
 @pytest.fixture
@@ -175,12 +176,12 @@ def test_kl_warmup_weights_the_latents_as_the_annealed_objective_does(data):
 
 
 def test_kl_warmup_rises_linearly_step_by_step_then_stays_at_one():
-    from zoo.train import TrainConfig, kl_weight
+    from zoo.schedules import LinearWarmup, Progress
 
-    config = TrainConfig(kl_warmup=2)  # 2 epochs of 4 steps: 1/8, 2/8, ..., 1, then 1
-    weights = [kl_weight(config, epoch, step, 4) for epoch in (1, 2, 3) for step in range(4)]
+    warmup = LinearWarmup(epochs=2)  # 2 epochs of 4 steps: 1/8, 2/8, ..., 1, then 1
+    weights = [warmup(Progress(step=s, steps_per_epoch=4)) for s in range(1, 13)]
     assert weights == [k / 8 for k in range(1, 9)] + [1.0] * 4
-    assert kl_weight(TrainConfig(), 1, 0, 4) == 1.0
+    assert LinearWarmup(epochs=0)(Progress(step=1, steps_per_epoch=4)) == 1.0
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan")])
@@ -188,3 +189,20 @@ def test_kl_warmup_must_be_a_number_of_epochs(data, bad):
     model, guide = make_pair("diagonal_normal")
     with pytest.raises(ValueError, match="kl_warmup is a number of epochs >= 0"):
         fit(model, guide, data, epochs=1, kl_warmup=bad, progress=False)
+
+
+def test_eval_every_skips_heldout_metrics_but_never_the_last_epoch(data):
+    model, guide = make_pair("diagonal_normal")
+    history = fit(model, guide, data, epochs=5, batch_size=64, eval_every=2, progress=False)
+    assert ["heldout_elbo" in h for h in history] == [False, True, False, True, True]
+    assert all("train_loss" in h and "seconds" in h for h in history)
+
+
+def test_max_seconds_stops_after_the_epoch_that_spends_it(data, tmp_path):
+    model, guide = make_pair("diagonal_normal")
+    history = fit(model, guide, data, epochs=50, batch_size=64, max_seconds=1e-9,
+                  out_dir=tmp_path, progress=False)
+    assert len(history) == 1 and "heldout_elbo" in history[0]  # the last epoch is evaluated
+    history = fit(model, guide, data, epochs=50, batch_size=64, max_seconds=1e-9,
+                  out_dir=tmp_path, resume=True, progress=False)
+    assert len(history) == 1  # a resumed run past its budget trains nothing more

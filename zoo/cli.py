@@ -1,4 +1,4 @@
-"""Command line: ``zoo list | train | evaluate | sample | data``.
+"""Command line: ``zoo list | train | evaluate | sample | topics | data | nvi``.
 
 ::
 
@@ -21,9 +21,8 @@ import pyro
 import torch
 from pyro import poutine
 
-from zoo import cli_nvi, cli_topics, runs
+from zoo import cli_data, cli_nvi, cli_topics, runs
 from zoo import data as zoo_data
-from zoo.data.text import add_data_prepare_parser
 from zoo.evaluation import heldout_elbo
 from zoo.infer import list_objectives
 from zoo.registry import find_model, list_guides, list_models
@@ -71,7 +70,7 @@ def cmd_list(args):
 def train_config_from_args(model_cls, args) -> TrainConfig:
     """Defaults, then the model's published settings (e.g. AVITM's Adam beta1 = 0.99), then
     what the user typed."""
-    config = {**asdict(TrainConfig()), **getattr(model_cls, "default_train_config", {})}
+    config = {**asdict(TrainConfig()), **model_cls.default_train_config}
     given = {
         "objective": args.elbo, "num_particles": args.num_particles, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "clip_norm": args.clip_norm,
@@ -111,7 +110,7 @@ def default_refine_steps(model, guide) -> int:
 def extra_metrics(model, guide, dataset, refine_steps: int | None = 0) -> dict:
     """Metrics beyond the ELBO that the field reports for this kind of data; for topic models,
     ``refine_steps`` held-out refinement steps (``None``: :func:`default_refine_steps`)."""
-    if dataset.kind == "text" and hasattr(model, "topic_word_matrix"):
+    if dataset.kind == "text" and model.topic_model:
         from zoo.topics import topics_summary
 
         if refine_steps is None:
@@ -127,47 +126,48 @@ def per_epoch_metrics(model, guide, dataset) -> dict:
 
 
 def write_figures(run_dir, model, guide, dataset, history):
+    """The run's PNG figures: training curves; samples and reconstructions for models that draw
+    images; topics (and CTM's correlations) for topic models on text with a vocabulary."""
     from zoo import plots
 
     run_dir = Path(run_dir)
-    if hasattr(plots, "plot_training_curves") and history:
+    if history:
         plots.plot_training_curves(history, path=run_dir / "training_curves.png")
-    if dataset.kind == "image" and hasattr(model, "observation_dist"):
+    if dataset.kind == "image":
         write_samples(run_dir, model, guide, dataset, num=50)
     vocab = dataset.meta.get("vocab")
-    if dataset.kind == "text" and hasattr(model, "topic_word_matrix") and vocab is not None:
+    if dataset.kind == "text" and model.topic_model and vocab is not None:
+        from zoo.metrics import top_words
         from zoo.topics import topic_word
 
         beta = topic_word(model, guide)
         plots.plot_topic_top_words(beta, vocab, path=run_dir / "topics.png")
-        if hasattr(model, "prior_covariance"):  # CTM: the learned topic correlations
-            from zoo.metrics import top_words
-            from zoo.models.ctm import topic_correlations
-
+        corr = model.topic_correlations()
+        if corr is not None:  # CTM: the learned topic correlations
             labels = [" ".join(words) for words in top_words(beta, vocab, 3)]
-            plots.plot_topic_correlations(topic_correlations(model), labels,
-                                          path=run_dir / "topic_correlations.png")
+            plots.plot_topic_correlations(corr, labels, path=run_dir / "topic_correlations.png")
     plots.plt.close("all")
 
 
 @torch.no_grad()
-def write_samples(run_dir, model, guide, dataset, num=50, seed=0):
-    """Prior samples (means of p(x|z)) and reconstructions of held-out images."""
+def write_samples(run_dir, model, guide, dataset, num=50, seed=0) -> bool:
+    """Prior samples (means of p(x|z)) and reconstructions of held-out images; ``False`` (and
+    nothing written) when the model draws no images."""
     from zoo import plots
 
     pyro.set_rng_seed(seed)
     shape = dataset.meta.get("image_shape", (1, dataset.num_features))
-
-    def pixel_means(trace):  # the mean image of p(x | z) at the trace's latents
-        return trace.nodes["x"]["fn"].base_dist.mean
-
-    prior = poutine.trace(model).get_trace(None, batch_size=num)
-    plots.image_grid(pixel_means(prior), shape, title="samples from the model",
+    prior = model.observation_mean(poutine.trace(model).get_trace(None, batch_size=num))
+    if prior is None:
+        return False
+    plots.image_grid(prior, shape, title="samples from the model",
                      path=Path(run_dir) / "samples.png")
     x = dataset.test.batch(torch.arange(min(num, len(dataset.test))))
     posterior = poutine.trace(guide).get_trace(x)
-    recon = pixel_means(poutine.trace(poutine.replay(model, trace=posterior)).get_trace(x))
+    recon = model.observation_mean(
+        poutine.trace(poutine.replay(model, trace=posterior)).get_trace(x))
     plots.reconstruction_grid(x, recon, shape, path=Path(run_dir) / "reconstructions.png")
+    return True
 
 
 def cmd_train(args):
@@ -178,12 +178,7 @@ def cmd_train(args):
     pyro.set_rng_seed(config.seed)  # the initial weights too are fixed by --seed
     model, guide = runs.build(args.model, args.guide, dataset, parse_options(args.model_opt),
                               parse_options(args.guide_opt))
-    if model.config.get("likelihood") == "bernoulli" and dataset.kind == "image":
-        x = dataset.train.batch(torch.arange(min(len(dataset.train), 256)))
-        if not bool(((x == 0) | (x == 1)).all() or getattr(dataset.train, "binarize", None)):
-            raise ValueError(f"{args.data}: the Bernoulli likelihood needs binary pixels, but "
-                             "these are real-valued. Binarize them (--data-opt binarize=true) "
-                             "or use --model-opt likelihood=gaussian.")
+    model.check_data(dataset)
     out = Path(args.out)
     if not args.resume:
         runs.write_config(out, model, guide, data_spec, config)
@@ -228,16 +223,9 @@ def cmd_sample(args):
     if dataset.kind != "image":
         sys.exit(f"error: `zoo sample` draws images; {args.run} holds a {dataset.kind} model. "
                  "For topic models use `zoo topics RUN`.")
-    write_samples(args.run, model, guide, dataset, num=args.num, seed=args.seed)
+    if not write_samples(args.run, model, guide, dataset, num=args.num, seed=args.seed):
+        sys.exit(f"error: model '{model.registry_name}' draws no images to show.")
     print(f"wrote {Path(args.run) / 'samples.png'} and {Path(args.run) / 'reconstructions.png'}")
-
-
-def cmd_download(args):
-    if args.dataset != "mnist":
-        sys.exit(f"error: no download for {args.dataset!r}; available: mnist")
-    from zoo.data.mnist import download_mnist
-
-    print(download_mnist(args.out, log=print))
 
 
 # ------------------------------------------------------------------------------------- parser
@@ -301,14 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
 
-    d = sub.add_parser("data", help="fetch or prepare data sets")
-    dsub = d.add_subparsers(dest="data_command", required=True)
-    dl = dsub.add_parser("download", help="download a data set (only when asked)")
-    dl.add_argument("dataset", choices=["mnist"])
-    dl.add_argument("--out", required=True)
-    dl.set_defaults(func=cmd_download)
-    add_data_prepare_parser(dsub)
-
+    cli_data.add_parser(sub)
     cli_topics.add_parser(sub)
     cli_nvi.add_parser(sub)
     return parser
@@ -320,8 +301,8 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sam
 def main(argv=None):
     pyro.settings.set(module_local_params=True)
     args = build_parser().parse_args(argv)
-    func = getattr(args, "func", None) or COMMANDS[args.command]
-    if getattr(args, "threads", None):
+    func = args.func if "func" in args else COMMANDS[args.command]
+    if "threads" in args and args.threads:
         torch.set_num_threads(args.threads)
     try:
         func(args)

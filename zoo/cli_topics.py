@@ -26,9 +26,9 @@ from zoo import metrics, runs, topics
 def topic_words(run_dir, num_words: int = 10) -> list[list[str]]:
     """Each topic's ``num_words`` most probable words (ids as strings without a vocabulary)."""
     model, guide, dataset, _, _ = runs.load_run(run_dir)
-    if not hasattr(model, "topic_word_matrix"):
+    if not model.topic_model:
         raise ValueError(f"{run_dir}: model '{model.registry_name}' is not a topic model; "
-                         "`zoo topics` reads runs of lda, prodlda or nvdm.")
+                         "`zoo topics` reads runs of lda, prodlda, nvdm, ctm or gbtm.")
     beta = topics.topic_word(model, guide)  # [K, V]
     num_words = min(num_words, beta.shape[1])
     vocab = dataset.meta.get("vocab") or [str(i) for i in range(beta.shape[1])]
@@ -41,13 +41,12 @@ def topic_words(run_dir, num_words: int = 10) -> list[list[str]]:
 def topic_correlations(run_dir, num_pairs: int = 10) -> dict:
     """CTM's learned topic correlations: the ``[K, K]`` matrix and its strongest pairs."""
     model, _, _, _, _ = runs.load_run(run_dir)
-    if not hasattr(model, "prior_covariance"):
+    corr = model.topic_correlations()
+    if corr is None:
         raise ValueError(f"{run_dir}: model '{model.registry_name}' learns no topic "
                          "correlations; `--correlations` reads runs of ctm.")
     from zoo.models.ctm import top_correlated_pairs
-    from zoo.models.ctm import topic_correlations as correlations
 
-    corr = correlations(model)
     return {"matrix": corr.tolist(), "top_pairs": top_correlated_pairs(corr, num_pairs)}
 
 

@@ -192,7 +192,7 @@ def _reference(reference):
             t for p in parts for t in p.tokens]
         return counts, tokens
     if hasattr(reference, "counts"):  # one split
-        return sp.csr_matrix(reference.counts), getattr(reference, "tokens", None)
+        return sp.csr_matrix(reference.counts), reference.tokens
     if isinstance(reference, (list, tuple)):
         return None, [np.asarray(_numpy(t), dtype=np.int64) for t in reference]
     return sp.csr_matrix(_numpy(reference) if not sp.issparse(reference) else reference), None

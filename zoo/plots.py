@@ -1,13 +1,13 @@
 """Matplotlib figures used by the CLI and the tutorials. Each function returns the Figure and,
-given ``path``, saves it as PNG. The Agg backend is selected so that nothing needs a display."""
+given ``path``, saves it as PNG. Nothing here selects a backend: in a notebook the figures show
+inline, and on a machine without a display matplotlib falls back to its headless Agg backend by
+itself; the CLI saves the figures and closes them."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
 
 def _save(fig, path):
@@ -169,5 +169,28 @@ def plot_topic_correlations(corr, labels=None, n_pairs: int = 15, path=None):
     ax_g.set_ylim(-1.3, 1.3)
     ax_g.set_aspect("equal")
     ax_g.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def plot_nested_levels(programs, objective, num_particles: int = 3000, path=None):
+    """Weighted 2-d histograms of a nested-VI sampler's particles at every level (Figure 4 of
+    Zimmermann et al. 2021), from one sweep of ``num_particles``."""
+    from zoo.models.targets import RingGMM
+
+    sweep = objective(programs, num_particles, keep_particles=True)
+    num = len(sweep.particles)
+    fig, axes = plt.subplots(1, num, figsize=(2.2 * num, 2.4), squeeze=False)
+    lim = 14 if isinstance(programs.path.target, RingGMM) else 8
+    betas = programs.schedule()
+    for k, (ax, z, log_w) in enumerate(zip(axes[0], sweep.particles, sweep.log_weights)):
+        weights = torch.softmax(log_w, 0).cpu().numpy()
+        z = z.cpu().numpy()
+        ax.hist2d(z[:, 0], z[:, 1], bins=60, weights=weights,
+                  range=[[-lim, lim], [-lim, lim]], cmap="viridis")
+        ax.set_title(f"k={k}, β={betas[k].item():.2f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     return _save(fig, path)

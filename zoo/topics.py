@@ -10,7 +10,10 @@ held-out document gets the bound
         + \log p(\theta_d) - \log q(\theta_d \mid x_d)\big]
         - \log\frac{N_d!}{\prod_v x_{dv}!} \;\le\; \log p(w_{d,1:N_d} \mid \bar\beta),
 
-estimated with ``num_particles`` samples. The multinomial coefficient is removed, so
+estimated with ``num_particles`` samples, vectorized as a particle plate, from the log weights
+that :class:`~zoo.poutine.log_weight_messenger.LogWeightMessenger` accumulates per document
+(:func:`document_log_weights`, the one generic path; LDA's closed form is
+:mod:`zoo.models.lda_bounds`). The multinomial coefficient is removed, so
 :math:`b_d` bounds the probability of the word *sequence*, the quantity behind scikit-learn's
 ``perplexity`` and the perplexities of the LDA, NVDM and AVITM papers. The held-out perplexity is
 :math:`\exp(-\sum_d b_d / \sum_d N_d)` (:func:`zoo.metrics.perplexity`).
@@ -18,13 +21,15 @@ estimated with ``num_particles`` samples. The multinomial coefficient is removed
 **Semi-amortized refinement** [1]. An encoder's :math:`q(\theta_d \mid x_d)` is only as good as
 the encoder: the *amortization gap*. With ``refine_steps > 0`` each held-out document's local
 variational parameters start at the encoder's output and are improved with the topics fixed, as
-classical mean-field VI would. Where the model has a closed-form E-step (``local_update``, LDA)
-and the guide's documents are Dirichlets (``local_concentration``, the ``dirichlet`` guide),
-that is ``refine_steps`` coordinate-ascent updates then ``refine_steps // 2`` Adam steps on the
-collapsed bound (:func:`zoo.evaluation.lda_heldout_bounds`, how ``benchmarks/topic_models.py``
-scores every LDA-type method, with ``refine_steps = 100``); otherwise ``refine_steps`` Adam steps
-on each document's own :math:`b_d`, through the guide's ``local_parameters(x)`` and
-``using_local_parameters(raw)`` (the ``logistic_normal`` guide has them).
+classical mean-field VI would. Where the model has a closed-form E-step
+(:attr:`~zoo.models.base.ZooModel.conjugate_updates`, LDA) and the guide's documents are
+Dirichlets (:attr:`~guides.base.ZooGuide.dirichlet_locals`, the ``dirichlet`` guide), that is
+``refine_steps`` coordinate-ascent updates then ``refine_steps // 2`` Adam steps on the
+collapsed bound (:func:`zoo.models.lda_bounds.lda_heldout_bounds`, how
+``benchmarks/topic_models.py`` scores every LDA-type method, with ``refine_steps = 100``);
+otherwise ``refine_steps`` Adam steps on each document's own :math:`b_d`, through the guide's
+``local_parameters(x)`` and ``using_local_parameters(raw)``
+(:attr:`~guides.base.ZooGuide.refinable` guides: ``dirichlet``, ``logistic_normal``).
 
 **Coherence and diversity** come from :mod:`zoo.metrics`: NPMI of each topic's top 10 words with
 document co-occurrence over the whole corpus (training and held-out documents; never-co-occurring
@@ -40,30 +45,31 @@ pairs score -1), and the fraction of unique words among the top 25 of all topics
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from pyro import poutine
 
 from zoo import metrics
-from zoo.evaluation import batched, lda_heldout_bounds
+from zoo.data.text import SparseCountsSplit
+from zoo.evaluation import batched
+from zoo.infer.importance import particle_log_weights
+from zoo.models.lda_bounds import lda_heldout_bounds
 
 
 def topic_word(model, guide=None) -> torch.Tensor:
-    """The model's topics ``[K, V]`` (rows on the simplex): LDA's posterior mean read from the
-    guide, ProdLDA's per-topic decoder distributions, NVDM's per-dimension word weights."""
-    if not hasattr(model, "topic_word_matrix"):
-        raise ValueError(f"model '{getattr(model, 'registry_name', model)}' is not a topic model "
-                         "(it has no topic_word_matrix).")
+    """The model's topics ``[K, V]`` (rows on the simplex) on the CPU: LDA's posterior mean read
+    from the guide, ProdLDA's per-topic decoder distributions, NVDM's per-dimension word
+    weights."""
+    if not model.topic_model:
+        raise ValueError(f"model '{model.registry_name}' is not a topic model.")
     return model.topic_word_matrix(guide).detach().cpu()
 
 
 def global_means(model, guide) -> dict:
     """``{site: E_q[site]}`` for every global latent site of ``model``."""
-    names = [s.name for s in model.latent_sites() if not s.local]
-    if names and not hasattr(guide, "posterior_mean"):
-        raise ValueError(f"guide '{getattr(guide, 'registry_name', guide)}' cannot report the "
-                         f"posterior mean of the global sites {names}.")
-    return {name: guide.posterior_mean(name) for name in names}
+    return {s.name: guide.posterior_mean(s.name) for s in model.latent_sites() if not s.local}
 
 
 def log_multinomial_coefficient(x: torch.Tensor) -> torch.Tensor:
@@ -80,27 +86,14 @@ def document_log_weights(model, guide, x: torch.Tensor, num_particles: int = 8, 
     Their mean over particles is the bound :math:`b_d`; their log-mean-exp the tighter
     importance-sampled bound."""
     means = global_means(model, guide) if means is None else means
-    batch = x.shape[0]
-    xs = x.repeat(num_particles, 1)  # [S * batch, V]: particle-major copies of the batch
-    cond_model = poutine.condition(model, data=means)
-    cond_guide = poutine.condition(guide, data=means)
-    if local_parameters is not None:
-        raw = {k: v.repeat(num_particles, *([1] * (v.dim() - 1)))
-               for k, v in local_parameters.items()}
-        with guide.using_local_parameters(raw):
-            guide_tr = poutine.trace(cond_guide).get_trace(xs)
-    else:
-        guide_tr = poutine.trace(cond_guide).get_trace(xs)
-    model_tr = poutine.trace(poutine.replay(cond_model, trace=guide_tr)).get_trace(xs)
-    total = xs.new_zeros(xs.shape[0])
-    for trace, sign in ((model_tr, 1.0), (guide_tr, -1.0)):
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or name in means:
-                continue
-            if sign < 0 and site["is_observed"]:
-                continue
-            total = total + sign * site["fn"].log_prob(site["value"])  # [S * batch]
-    return total.reshape(num_particles, batch) - log_multinomial_coefficient(x)  # [S, batch]
+    cond_model = poutine.condition(model, data=means)  # the globals become observed sites:
+    cond_guide = poutine.condition(guide, data=means)  # their terms go to weights.glob, unread
+    override = (guide.using_local_parameters(local_parameters) if local_parameters is not None
+                else contextlib.nullcontext())
+    with override:
+        weights, _ = particle_log_weights(cond_model, cond_guide, (x,), {}, num_particles,
+                                          model.max_plate_nesting, model.plate_name)
+    return weights.local - log_multinomial_coefficient(x)  # [S, batch]
 
 
 def document_bounds(model, guide, x: torch.Tensor, num_particles: int = 8, means=None,
@@ -115,10 +108,9 @@ def refine_local_parameters(model, guide, x: torch.Tensor, steps: int = 20, lr: 
     """Start from the encoder's local parameters for ``x`` and take ``steps`` Adam steps on each
     document's own bound (documents are independent given the topics, so one optimizer on the
     sum optimizes each). Model and guide weights are not touched."""
-    if not hasattr(guide, "local_parameters"):
-        raise ValueError(f"guide '{getattr(guide, 'registry_name', guide)}' does not expose its "
-                         "local parameters; semi-amortized refinement needs 'dirichlet' or "
-                         "'logistic_normal'.")
+    if not guide.refinable:
+        raise ValueError(f"guide '{guide.registry_name}' does not expose its local parameters; "
+                         "semi-amortized refinement needs 'dirichlet' or 'logistic_normal'.")
     means = global_means(model, guide) if means is None else means
     with torch.no_grad():
         raw = {k: v.detach().clone() for k, v in guide.local_parameters(x).items()}
@@ -135,14 +127,14 @@ def refine_local_parameters(model, guide, x: torch.Tensor, steps: int = 20, lr: 
 
 def has_closed_form_refinement(model, guide) -> bool:
     """Whether held-out documents are refined by the model's E-step (LDA + ``dirichlet``)."""
-    return hasattr(model, "local_update") and hasattr(guide, "local_concentration")
+    return model.conjugate_updates and guide.dirichlet_locals
 
 
 def heldout_bounds(model, guide, split, batch_size: int = 500, num_particles: int = 8,
                    refine_steps: int = 0, refine_lr: float = 0.05):
     """``(bounds [D], lengths [D])`` as NumPy arrays over a whole split, in eval mode.
     ``refine_lr`` is the Adam rate of the generic refinement (the closed-form one steps
-    log-concentrations at :func:`~zoo.evaluation.refine_dirichlet`'s default rate)."""
+    log-concentrations at :func:`~zoo.models.lda_bounds.refine_dirichlet`'s default rate)."""
     was_training = model.training, guide.training
     model.eval()
     guide.eval()
@@ -171,7 +163,8 @@ def closed_form_refined_bounds(model, guide, split, means, refine_steps: int, ba
                                num_particles: int):
     """LDA's refinement: each document's Dirichlet starts at the encoder's output, takes
     ``refine_steps`` E-step updates and ``refine_steps // 2`` Adam steps, and is scored by the
-    collapsed bound with the exact Dirichlet KL (:func:`zoo.evaluation.lda_heldout_bounds`)."""
+    collapsed bound with the exact Dirichlet KL
+    (:func:`zoo.models.lda_bounds.lda_heldout_bounds`)."""
     (site,) = guide.local_sites
     (topics,) = means.values()
 
@@ -194,7 +187,7 @@ def heldout_perplexity(model, guide, split, **options) -> float:
 def reference_corpus(data):
     """What :func:`zoo.metrics.npmi` reads as the whole corpus: the dataset itself when its
     splits are sparse, else the dense counts of training and held-out documents stacked."""
-    if all(hasattr(s, "counts") for s in (data.train, data.test)):
+    if all(isinstance(s, SparseCountsSplit) for s in (data.train, data.test)):
         return data
     return torch.cat([data.train.dense(), data.test.dense()]).numpy()
 
@@ -220,7 +213,7 @@ def topics_summary(model, guide, data, num_words: int = 10, num_particles: int =
     summary["npmi"] = metrics.npmi(beta, reference_corpus(data), top_n=num_words).mean
     summary["npmi_reference"] = "whole corpus (train + held-out), document co-occurrence"
     summary["diversity"] = metrics.topic_diversity(beta, top_k=min(diversity_k, beta.shape[1]))
-    vocab = (getattr(data, "meta", None) or {}).get("vocab")
+    vocab = data.meta.get("vocab")
     if vocab is not None:
         summary["top_words"] = metrics.top_words(beta, vocab, num_words)
     return summary

@@ -1,4 +1,4 @@
-r"""The training engine: one loop for every model, guide and objective.
+r"""The training engine: one loop for every model, guide and objective, nested VI included.
 
 It follows the modern Pyro pattern: with ``pyro.settings.set(module_local_params=True)`` the
 parameters live in the model and guide modules (no global param store), ``objective(model,
@@ -8,15 +8,19 @@ guide)`` is an ``nn.Module`` whose forward is the loss, and a plain ``torch.opti
     loss = loss_fn(x, num_data=N) / N                       # negative ELBO per data point
     loss.backward(); optimizer.step()
 
-What the loop adds around those lines:
+What the loop adds around those lines, for every *task* it trains (:class:`VariationalTask`:
+a model and guide on a dataset, :func:`fit`; :class:`NestedTask`: a nested-VI sampler,
+:func:`fit_nested`):
 
 - seeded minibatches (one ``torch.Generator`` for shuffling and dynamic binarization, Pyro's
   global RNG for the latent draws), gradient clipping where asked;
+- schedules for anything annealed (KL warm-up, CTM's prior warm-up), evaluated before every
+  step (:mod:`zoo.schedules`);
 - a tqdm bar with the loss and the rate, quiet when asked or when stderr is not a terminal;
-- held-out ELBO (and any extra metrics) after every epoch, appended to ``metrics.jsonl``;
-- a checkpoint after every epoch, written atomically (temp file, then ``os.replace``) with model,
-  guide, optimizer, epoch, history and every RNG state, so ``resume=True`` continues exactly: two
-  epochs in one go equal one epoch, a resume and one more, bit for bit;
+- held-out metrics after every epoch, appended to ``metrics.jsonl``;
+- a checkpoint after every epoch, written atomically (:mod:`zoo.runs`) with the task's modules,
+  optimizer, epoch, history, schedule clock and every RNG state, so ``resume=True`` continues
+  exactly: two epochs in one go equal one epoch, a resume and one more, bit for bit;
 - a :class:`TrainingDiverged` error on a non-finite loss, naming the epoch and step, which leaves
   the last good checkpoint untouched;
 - ``device="auto"|"cpu"|"cuda"``, and under ``torchrun`` PyTorch's ``DistributedDataParallel``
@@ -26,27 +30,24 @@ What the loop adds around those lines:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import random
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyro
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from zoo import runs
 from zoo.evaluation import heldout_elbo
-from zoo.infer.annealing import scale_latents
-from zoo.infer.objectives import get_objective
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
+from zoo.infer.objectives import get_objective, training_loss
+from zoo.poutine.latent_scale_messenger import scale_latents
+from zoo.runs import CHECKPOINT, METRICS  # noqa: F401  (re-exported: the run folder's names)
+from zoo.schedules import KL_WEIGHT, LinearWarmup, Progress
 
 
 class TrainingDiverged(FloatingPointError):
@@ -74,9 +75,14 @@ class TrainConfig:
     #: takes its lean path only with them off.
     validate: bool | None = None
     #: KL warm-up: every latent site's log-density (the KL term) weighted by beta rising
-    #: linearly from 0 to 1 over this many epochs, step by step (Sønderby et al. 2016; see
-    #: zoo.infer.annealing); 0 for the plain objective. Held-out figures stay unweighted.
+    #: linearly from 0 to 1 over this many epochs, step by step (the ``kl_weight`` schedule,
+    #: :mod:`zoo.schedules`); 0 for the plain objective. Held-out figures stay unweighted.
     kl_warmup: float = 0.0
+    #: held-out metrics after every this many epochs, and always after the last one
+    eval_every: int = 1
+    #: stop after the epoch in which the training seconds (evaluation excluded) reach this
+    #: budget; None: train all ``epochs``
+    max_seconds: float | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -94,71 +100,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def atomic_save(obj, path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a crash
-    mid-write never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(text: str, path) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def rng_state(generator: torch.Generator | None = None) -> dict:
-    """Every random stream a run draws from: Python, NumPy, torch (CPU, CUDA) and the data
-    generator when there is one."""
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if generator is not None:
-        state["data"] = generator.get_state()
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if generator is not None:
-        generator.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_checkpoint(path, model=None, guide=None, map_location="cpu") -> dict:
-    """Read a checkpoint and, when given, load its weights into ``model`` and ``guide``."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no checkpoint there (train first, or check the run folder).")
-    # Our checkpoints hold RNG states (NumPy arrays, tuples), so weights_only=False; only load
-    # checkpoints you wrote yourself.
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if model is not None:
-        model.load_state_dict(ckpt["model"])
-    if guide is not None:
-        guide.load_state_dict(ckpt["guide"])
-    return ckpt
+def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
+    """``torch.optim.Adam``, fused into one kernel per step where PyTorch has that kernel (float
+    parameters on CPU or CUDA): the same update, a third of the time of the default per-tensor
+    loop on a small VAE (0.5 vs 1.7 ms per step, ``benchmarks/train_throughput.py``)."""
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas), fused=fused or None)
 
 
 def _distributed() -> tuple[int, int]:
@@ -173,37 +120,6 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world_size
 
 
-def _epoch_batches(n, batch_size, generator, epoch, seed, rank, world_size):
-    """Index batches for one epoch: a seeded permutation, sharded across processes."""
-    if world_size == 1:
-        perm = torch.randperm(n, generator=generator)
-    else:
-        from torch.utils.data import DistributedSampler
-
-        sampler = DistributedSampler(range(n), world_size, rank, shuffle=True, seed=seed)
-        sampler.set_epoch(epoch)
-        perm = torch.tensor(list(sampler))
-    return perm.split(batch_size)
-
-
-def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
-    """``torch.optim.Adam``, fused into one kernel per step where PyTorch has that kernel (float
-    parameters on CPU or CUDA): the same update, a third of the time of the default per-tensor
-    loop on a small VAE (0.5 vs 1.7 ms per step, ``benchmarks/train_throughput.py``)."""
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas), fused=fused or None)
-
-
-def kl_weight(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
-    r"""The warm-up weight :math:`\beta` of step ``step`` (0-based) of epoch ``epoch``
-    (1-based): :math:`\min(1, (\text{steps done, this one included}) / (\text{kl\_warmup}
-    \times \text{steps per epoch}))`, or 1 without warm-up."""
-    if config.kl_warmup <= 0:
-        return 1.0
-    done = (epoch - 1) * steps_per_epoch + step + 1
-    return min(1.0, done / (config.kl_warmup * steps_per_epoch))
-
-
 def _first_line(error: Exception) -> str:
     """Pyro wraps a site's error as "Error while computing log_prob at site 'x':\n<cause>"."""
     lines = [line for line in str(error).splitlines() if line.strip()]
@@ -211,27 +127,319 @@ def _first_line(error: Exception) -> str:
     return (cause or lines)[0]
 
 
+# ----------------------------------------------------------------------------------- tasks
+class VariationalTask:
+    """A model and guide trained on ``data.train`` with a Pyro objective: what :func:`fit`
+    hands the loop. A step is ``loss_fn(x, num_data=N) / N``, an epoch a seeded pass over the
+    training split, the evaluation the held-out ELBO (plus ``extra_metrics``)."""
+
+    def __init__(self, model, guide, data, config: TrainConfig, device, rank=0, world_size=1,
+                 extra_metrics=None):
+        self.model, self.guide, self.data = model, guide, data
+        self.config, self.device = config, device
+        self.rank, self.world_size = rank, world_size
+        self.extra_metrics = extra_metrics
+        self.num_data = len(data.train)
+        elbo = get_objective(
+            config.objective,
+            num_particles=config.num_particles,
+            max_plate_nesting=model.max_plate_nesting,
+            **config.objective_options,
+        )
+        # the guide's training algorithm around the objective, where it declares one
+        self.loss_fn = training_loss(elbo, model, guide).to(device)
+        self.train_module = self.loss_fn
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_module = DistributedDataParallel(self.loss_fn)
+        self.backward_inside = False
+
+    #: modules whose annealed quantities the schedules set
+    def annealed_modules(self):
+        return (self.model, self.guide)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """What a checkpoint stores: model, guide, and the loss module's own state (natural
+        steps' pools)."""
+        extras = nn.ModuleDict({name: child for name, child in self.loss_fn.named_children()
+                                if name not in ("model", "guide") and child is not None})
+        return {"model": self.model, "guide": self.guide, "objective": extras}
+
+    def parameters(self) -> list:
+        # Model and guide share no parameters, but a user-built pair might; dedupe to be safe.
+        return list({id(p): p for p in self.loss_fn.parameters()}.values())
+
+    def batches(self, epoch: int, generator: torch.Generator) -> list:
+        """Index batches for one epoch: a seeded permutation, sharded across processes."""
+        n = self.num_data
+        if self.world_size == 1:
+            perm = torch.randperm(n, generator=generator)
+        else:
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(range(n), self.world_size, self.rank, shuffle=True,
+                                         seed=self.config.seed)
+            sampler.set_epoch(epoch)
+            perm = torch.tensor(list(sampler))
+        return list(perm.split(self.config.batch_size))
+
+    def step(self, index: torch.Tensor, generator: torch.Generator):
+        """``(loss per data point, data points)`` of one batch."""
+        x = self.data.train.batch(index, generator).to(self.device, non_blocking=True)
+        return self.train_module(x, num_data=self.num_data) / self.num_data, len(index)
+
+    def train(self):
+        self.loss_fn.train()
+
+    def evaluate(self) -> dict:
+        self.model.eval()
+        self.guide.eval()
+        record = {"heldout_elbo": heldout_elbo(
+            self.model, self.guide, self.data.test, batch_size=self.config.eval_batch_size,
+            num_particles=self.config.eval_particles, device=self.device)}
+        if self.extra_metrics is not None:
+            record.update(self.extra_metrics(self.model, self.guide, self.data))
+        return record
+
+
+class NestedTask:
+    """A nested-VI sampler (:class:`~zoo.infer.nested_programs.NestedPrograms`) trained by a
+    :class:`~zoo.infer.nested.NestedObjective`: what :func:`fit_nested` hands the loop. A step is
+    one sweep of ``num_particles`` particles; an "epoch" is ``eval_every`` sweeps, after which
+    :math:`\\log\\hat Z` and the ESS are estimated; data points count particles."""
+
+    def __init__(self, programs, objective, num_particles: int, iterations: int,
+                 eval_every: int, eval_particles: int, eval_batches: int, device,
+                 world_size: int = 1):
+        self.programs, self.objective, self.device = programs.to(device), objective, device
+        self.num_particles, self.iterations, self.eval_every = num_particles, iterations, eval_every
+        self.eval_particles, self.eval_batches = eval_particles, eval_batches
+        self.num_data = num_particles * eval_every  # one "epoch" of particles
+        self.train_module = NestedLoss(programs, objective, num_particles, world_size == 1)
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_module = DistributedDataParallel(self.train_module)
+        # Alone, the sweep back-propagates level by level (memory O(S), not O(SK)); under
+        # DistributedDataParallel the engine backpropagates, so gradients are all-reduced.
+        self.backward_inside = world_size == 1
+        self.done = 0
+
+    def annealed_modules(self):
+        return ()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"programs": self.programs}
+
+    def parameters(self) -> list:
+        return list(self.programs.parameters())
+
+    def batches(self, epoch: int, generator) -> list:
+        return [None] * min(self.eval_every, self.iterations - epoch * self.eval_every)
+
+    def step(self, _, generator):
+        return self.train_module(), self.num_particles
+
+    def train(self):
+        self.programs.train()
+
+    def evaluate(self) -> dict:
+        from zoo.infer.nested import evaluate_nested
+
+        self.programs.eval()
+        return {"iteration": self.done,
+                **evaluate_nested(self.programs, self.objective, self.eval_particles,
+                                  self.eval_batches),
+                "betas": self.programs.schedule().tolist()}
+
+
+class NestedLoss(nn.Module):
+    """One sweep's loss as a module (what DistributedDataParallel wraps)."""
+
+    def __init__(self, programs, objective, num_particles: int, backward: bool):
+        super().__init__()
+        self.programs, self.objective = programs, objective
+        self.num_particles, self.backward = num_particles, backward
+
+    def forward(self):
+        return self.objective(self.programs, self.num_particles, backward=self.backward).loss
+
+
+# ----------------------------------------------------------------------------------- fit
+def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
+        progress=None, extra_metrics=None, schedules=None, **overrides) -> list[dict]:
+    """Train ``guide`` (and ``model``'s parameters) on ``data.train``; return the history.
+
+    :param data: a :class:`~zoo.data.dataset.Dataset`
+    :param config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields
+    :param out_dir: run folder for ``checkpoint.pt`` and ``metrics.jsonl`` (None: keep nothing)
+    :param bool resume: continue from ``out_dir/checkpoint.pt`` (exactly, RNG states included)
+    :param progress: show a progress bar; None means "when stderr is a terminal"
+    :param extra_metrics: ``f(model, guide, data) -> dict`` evaluated after every epoch
+    :param dict schedules: ``{name: schedule}`` on top of the model's and guide's
+        ``default_schedules()`` and of ``kl_warmup`` (:mod:`zoo.schedules`)
+    :returns: one dict per epoch: ``epoch``, ``train_loss``, ``heldout_elbo``, ``seconds`` and
+        ``cpu_seconds`` of the training pass, ``points_per_second``, the last value of every
+        schedule, ...
+    """
+    config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
+    if not config.kl_warmup >= 0:  # also refuses NaN
+        raise ValueError(f"kl_warmup is a number of epochs >= 0 (0: no warm-up), got "
+                         f"{config.kl_warmup}.")
+    device = resolve_device(config.device)
+    rank, world_size = _distributed()
+    set_seed(config.seed + rank)
+    generator = torch.Generator().manual_seed(config.seed + rank)
+    model.to(device)
+    guide.to(device)
+    task = VariationalTask(model, guide, data, config, device, rank, world_size, extra_metrics)
+    all_schedules = {**model.default_schedules(), **guide.default_schedules()}
+    if config.kl_warmup > 0:
+        all_schedules[KL_WEIGHT] = LinearWarmup(epochs=config.kl_warmup)
+    all_schedules.update(schedules or {})
+    validation = (contextlib.nullcontext() if config.validate is None
+                  else pyro.validation_enabled(config.validate))
+    with validation:
+        return train(task, config, generator, out_dir=out_dir, resume=resume, progress=progress,
+                     schedules=all_schedules, rank=rank)
+
+
+def fit_nested(programs, objective, *, num_particles: int, iterations: int, eval_every: int,
+               eval_particles: int = 100, eval_batches: int = 100, lr: float = 1e-3,
+               seed: int = 0, device: str = "auto", max_seconds: float | None = None,
+               out_dir=None, resume=False, progress=None,
+               train_config: dict | None = None) -> list[dict]:
+    """Train a nested-VI sampler with the engine; returns the history, one record per
+    ``eval_every`` iterations (``iteration``, ``log_z``, ``ess_percent``, ``betas``, ...);
+    with ``max_seconds`` it stops at the first evaluation past that many training seconds.
+
+    ``train_config`` is stored in the checkpoint beside the engine's own settings (the run's
+    ``config.json`` for ``zoo nvi``)."""
+    if iterations < 1 or eval_every < 1:
+        raise ValueError(f"iterations and eval_every must be positive, got {iterations} and "
+                         f"{eval_every}.")
+    config = TrainConfig(objective=objective.divergence, num_particles=num_particles,
+                         epochs=math.ceil(iterations / eval_every), lr=lr, seed=seed,
+                         device=device, eval_particles=eval_particles, max_seconds=max_seconds)
+    rank, world_size = _distributed()
+    set_seed(seed + rank)
+    task = NestedTask(programs, objective, num_particles, iterations, eval_every,
+                      eval_particles, eval_batches, resolve_device(device), world_size)
+    return train(task, config, torch.Generator().manual_seed(seed + rank), out_dir=out_dir,
+                 resume=resume, progress=progress, rank=rank, extra_state=train_config)
+
+
+# ------------------------------------------------------------------------------- the loop
 def _diverged(what: str, out_dir) -> str:
     where = f"{out_dir / CHECKPOINT}" if out_dir is not None else "no out_dir was given"
     return (f"{what}. The last good checkpoint is kept ({where}). "
             "Lower the learning rate, or set clip_norm.")
 
 
-def _train_epoch(train_module, params, optimizer, split, batches, generator, device,
-                 config: TrainConfig, epoch: int, show: bool, out_dir):
+def train(task, config: TrainConfig, generator: torch.Generator, *, out_dir=None, resume=False,
+          progress=None, schedules=None, rank: int = 0, extra_state=None) -> list[dict]:
+    """The loop every task runs (see the module docstring); returns the history."""
+    out_dir = Path(out_dir) if out_dir is not None else None
+    writer = rank == 0 and out_dir is not None
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    schedules = schedules or {}
+    params = task.parameters()
+    optimizer = make_adam(params, config)
+
+    history: list[dict] = []
+    start_epoch, clock = 0, {"step": 0, "points": 0, "seconds": 0.0}
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs out_dir, the run folder to resume from.")
+        ckpt = runs.load_checkpoint(out_dir / CHECKPOINT, map_location=task.device)
+        for name, module in task.modules().items():
+            module.load_state_dict(ckpt[name])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"]
+        clock = dict(ckpt.get("clock", clock))
+        runs.set_rng_state(ckpt["rng"], generator)
+        if writer:  # metrics.jsonl may hold epochs past the checkpoint if a run was killed
+            runs.rewrite_metrics(out_dir, history)
+    elif writer and (out_dir / METRICS).exists():
+        (out_dir / METRICS).unlink()
+    task.done = clock["step"]
+
+    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
+    for epoch in range(start_epoch, config.epochs):
+        if out_of_time(config, clock):
+            break
+        batches = task.batches(epoch, generator)
+        train_loss, seen, seconds, cpu_seconds, values = _train_epoch(
+            task, params, optimizer, batches, generator, config, epoch + 1, show, out_dir,
+            schedules, clock)
+        task.done = clock["step"]
+        last = epoch + 1 == config.epochs or out_of_time(config, clock)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            **(task.evaluate() if last or (epoch + 1) % config.eval_every == 0 else {}),
+            "seconds": seconds,
+            # CPU time is what other processes on shared cores cannot inflate (single thread)
+            "cpu_seconds": cpu_seconds,
+            "points_per_second": seen / seconds,
+            **values,  # the last value of every schedule (train_loss is then the weighted one)
+        }
+        history.append(record)
+        if writer:
+            checkpoint = {
+                **{name: module.state_dict() for name, module in task.modules().items()},
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "clock": dict(clock),
+                "rng": runs.rng_state(generator),
+                "train_config": asdict(config),
+            }
+            if extra_state is not None:
+                checkpoint["config"] = extra_state
+            runs.atomic_save(checkpoint, out_dir / CHECKPOINT)  # first the checkpoint, then
+            runs.append_metrics(out_dir, record)  # the log
+        if show:
+            shown = "".join(f"  {label} {record[key]:.3f}" for key, label in (
+                ("heldout_elbo", "held-out ELBO"), ("log_z", "log Z-hat")) if key in record)
+            tqdm.write(f"epoch {epoch + 1:3d}  train loss {train_loss:.3f}{shown}  "
+                       f"{seconds:.1f}s")
+        if last:
+            break
+    return history
+
+
+def out_of_time(config: TrainConfig, clock: dict) -> bool:
+    """Whether the run has spent its ``max_seconds`` of training."""
+    return config.max_seconds is not None and clock["seconds"] >= config.max_seconds
+
+
+def _train_epoch(task, params, optimizer, batches, generator, config: TrainConfig, epoch: int,
+                 show: bool, out_dir, schedules: dict, clock: dict):
     """One pass over ``batches``; returns (mean loss per data point, points seen, seconds,
-    CPU seconds of this process, the KL weight of the last step)."""
-    num_data = len(split)
-    train_module.train()
-    bar = tqdm(total=num_data, disable=not show, unit="pt", leave=False,
+    CPU seconds of this process, the schedules' last values); advances ``clock``."""
+    task.train()
+    bar = tqdm(total=task.num_data, disable=not show, unit="pt", leave=False,
                desc=f"epoch {epoch}/{config.epochs}")
     start, cpu_start, total_loss, seen = time.perf_counter(), time.process_time(), 0.0, 0
+    seconds_before, values = clock["seconds"], {}
     for step, index in enumerate(batches):
-        x = split.batch(index, generator).to(device, non_blocking=True)
-        beta = kl_weight(config, epoch, step, len(batches))
+        clock["step"] += 1
+        now = Progress(step=clock["step"], steps_per_epoch=len(batches),
+                       epoch=clock["points"] / task.num_data,
+                       seconds=seconds_before + time.perf_counter() - start)
+        values = {name: schedule(now) for name, schedule in schedules.items()}
+        for name, value in values.items():
+            for module in task.annealed_modules():
+                if name in module.annealed:
+                    module.set_annealed(name, value)
+        beta = values.get(KL_WEIGHT, 1.0)
         try:
             with scale_latents(scale=beta) if beta < 1 else contextlib.nullcontext():
-                loss = train_module(x, num_data=num_data) / num_data  # -ELBO per data point
+                loss, points = task.step(index, generator)  # -ELBO per data point
         except ValueError as e:
             # With validation on, non-finite weights surface as an invalid distribution
             # parameter before the loss itself turns NaN; it is the same divergence.
@@ -246,124 +454,20 @@ def _train_epoch(train_module, params, optimizer, split, batches, generator, dev
             bar.close()
             raise TrainingDiverged(_diverged(
                 f"Loss became {value} at epoch {epoch}, step {step + 1}", out_dir))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if not task.backward_inside:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         if config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
         optimizer.step()
-        total_loss += value * len(index)
-        seen += len(index)
-        bar.update(len(index))
+        if task.backward_inside:
+            optimizer.zero_grad(set_to_none=True)
+        total_loss += value * points
+        seen += points
+        clock["points"] += points
+        bar.update(points)
         bar.set_postfix(loss=f"{value:.3f}", refresh=False)
     bar.close()
-    return (total_loss / seen, seen, time.perf_counter() - start,
-            time.process_time() - cpu_start, beta)
-
-
-def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
-        progress=None, extra_metrics=None, **overrides) -> list[dict]:
-    """Train ``guide`` (and ``model``'s parameters) on ``data.train``; return the history.
-
-    :param data: a :class:`~zoo.data.dataset.Dataset`
-    :param config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields
-    :param out_dir: run folder for ``checkpoint.pt`` and ``metrics.jsonl`` (None: keep nothing)
-    :param bool resume: continue from ``out_dir/checkpoint.pt`` (exactly, RNG states included)
-    :param progress: show a progress bar; None means "when stderr is a terminal"
-    :param extra_metrics: ``f(model, guide, data) -> dict`` evaluated after every epoch
-    :returns: one dict per epoch: ``epoch``, ``train_loss``, ``heldout_elbo``, ``seconds`` and
-        ``cpu_seconds`` of the training pass, ``points_per_second``, ...
-    """
-    config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
-    if not config.kl_warmup >= 0:  # also refuses NaN
-        raise ValueError(f"kl_warmup is a number of epochs >= 0 (0: no warm-up), got "
-                         f"{config.kl_warmup}.")
-    device = resolve_device(config.device)
-    rank, world_size = _distributed()
-    out_dir = Path(out_dir) if out_dir is not None else None
-    writer = rank == 0 and out_dir is not None
-    if writer:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    set_seed(config.seed + rank)
-    generator = torch.Generator().manual_seed(config.seed + rank)
-    model.to(device)
-    guide.to(device)
-    objective = get_objective(
-        config.objective,
-        num_particles=config.num_particles,
-        max_plate_nesting=model.max_plate_nesting,
-        **config.objective_options,
-    )
-    loss_fn = objective(model, guide)
-    train_module = loss_fn
-    if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_module = DistributedDataParallel(loss_fn)
-    # Model and guide share no parameters, but a user-built pair might; dedupe to be safe.
-    params = list({id(p): p for p in loss_fn.parameters()}.values())
-    optimizer = make_adam(params, config)
-
-    history: list[dict] = []
-    start_epoch = 0
-    if resume:
-        if out_dir is None:
-            raise ValueError("resume=True needs out_dir, the run folder to resume from.")
-        ckpt = load_checkpoint(out_dir / CHECKPOINT, model, guide, map_location=device)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        history = ckpt["history"]
-        start_epoch = ckpt["epoch"]
-        set_rng_state(ckpt["rng"], generator)
-        if writer:  # metrics.jsonl may hold epochs past the checkpoint if a run was killed
-            atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out_dir / METRICS)
-
-    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
-    validation = (contextlib.nullcontext() if config.validate is None
-                  else pyro.validation_enabled(config.validate))
-    with validation:
-        for epoch in range(start_epoch, config.epochs):
-            batches = _epoch_batches(
-                len(data.train), config.batch_size, generator, epoch, config.seed, rank, world_size
-            )
-            train_loss, seen, seconds, cpu_seconds, beta = _train_epoch(
-                train_module, params, optimizer, data.train, batches, generator, device, config,
-                epoch=epoch + 1, show=show, out_dir=out_dir,
-            )
-            model.eval()
-            guide.eval()
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "heldout_elbo": heldout_elbo(
-                    model, guide, data.test, batch_size=config.eval_batch_size,
-                    num_particles=config.eval_particles, device=device,
-                ),
-                "seconds": seconds,
-                # CPU time is what other processes on shared cores cannot inflate (single thread)
-                "cpu_seconds": cpu_seconds,
-                "points_per_second": seen / seconds,
-            }
-            if config.kl_warmup > 0:
-                record["kl_weight"] = beta  # train_loss is then the weighted objective's
-            if extra_metrics is not None:
-                record.update(extra_metrics(model, guide, data))
-            history.append(record)
-            if writer:
-                checkpoint = {
-                    "model": model.state_dict(),
-                    "guide": guide.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "rng": rng_state(generator),
-                    "train_config": asdict(config),
-                }
-                atomic_save(checkpoint, out_dir / CHECKPOINT)  # first the checkpoint, then the log
-                with open(out_dir / METRICS, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            if show:
-                tqdm.write(
-                    f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.3f}  "
-                    f"held-out ELBO {record['heldout_elbo']:.3f}  {seconds:.1f}s"
-                )
-    return history
+    seconds = time.perf_counter() - start
+    clock["seconds"] = seconds_before + seconds
+    return total_loss / seen, seen, seconds, time.process_time() - cpu_start, values

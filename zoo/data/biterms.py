@@ -161,7 +161,7 @@ def biterm_dataset(dataset: Dataset, window: int = 30, docs_per_corpus: int = 3,
     """A text :class:`~zoo.data.dataset.Dataset` whose splits keep token sequences -> a Dataset
     of :class:`BitermSplit` mini-corpora (training split resampled per batch)."""
     for part in ("train", "test"):
-        if getattr(getattr(dataset, part), "tokens", None) is None:
+        if getattr(dataset, part).tokens is None:
             raise ValueError(
                 f"{dataset.name}: the {part} split has no token sequences (LDA-C and svmlight "
                 f"keep no word order), and biterms need order. Load raw text (.txt, one document "

@@ -18,6 +18,11 @@ import torch
 class Split:
     """A set of data points that can be materialized in batches."""
 
+    #: how the split binarizes its values (``"dynamic"``, ``"fixed"``), ``None`` when it does not
+    binarize: str | None = None
+    #: each document's word ids in order (text read from raw text), ``None`` otherwise
+    tokens: list | None = None
+
     def __len__(self) -> int:
         raise NotImplementedError
 

@@ -1,4 +1,5 @@
-r"""Text corpora as sparse bags of words: the split container, the loaders, ``zoo data prepare``.
+r"""Text corpora as sparse bags of words: the split container, the loaders, the corpus preparation
+behind ``zoo data prepare`` (whose parser is in :mod:`zoo.cli_data`).
 
 A corpus is a count matrix :math:`X \in \mathbb{N}^{D \times V}` (documents by vocabulary),
 kept as a ``scipy.sparse`` CSR matrix until a batch is needed: :class:`SparseCountsSplit`
@@ -30,7 +31,6 @@ Loaders, through :func:`zoo.data.load`:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -242,38 +242,3 @@ def prepare_corpus(input_path, out_path, vocab_size=2000, stop_words="english", 
         empty_documents=int((lengths == 0).sum()), vocab_size=len(corpus.vocab),
         tokens=int(lengths.sum()), stop_words=stop_words, min_df=min_df, max_df=max_df,
     )
-
-
-def document_frequency(text):
-    """An int (a number of documents) or a float (a fraction), as CountVectorizer reads them."""
-    return float(text) if any(c in text for c in ".eE") else int(text)
-
-
-def _run_prepare(args) -> int:
-    stop_words = None if args.stop_words == "none" else args.stop_words
-    summary = prepare_corpus(args.input, args.out, args.vocab_size, stop_words, args.min_df,
-                             args.max_df)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def add_data_prepare_parser(data_subparsers):
-    """Add ``prepare`` to the ``zoo data`` subcommands: ``zoo data prepare docs.txt
-    --vocab-size 2000 --out corpus.npz``. Sets ``func`` (``func(args) -> exit code``)."""
-    p = data_subparsers.add_parser(
-        "prepare", help="raw text (one document per line) -> .npz bag-of-words corpus",
-        description="Count raw text (one document per line) with scikit-learn's "
-        "CountVectorizer and write a .npz corpus (counts, vocabulary, token sequences) that "
-        "zoo.data.load reads; prints a JSON summary.",
-    )
-    p.add_argument("input", help="a UTF-8 text file, one document per line")
-    p.add_argument("--out", required=True, help="the .npz corpus to write")
-    p.add_argument("--vocab-size", type=int, default=2000, help="most frequent words kept")
-    p.add_argument("--stop-words", default="english", choices=["english", "none"],
-                   help="scikit-learn's English stop-word list, or none")
-    p.add_argument("--min-df", type=document_frequency, default=1,
-                   help="ignore words in fewer documents (int) or a smaller fraction (float)")
-    p.add_argument("--max-df", type=document_frequency, default=1.0,
-                   help="ignore words in more documents (int) or a larger fraction (float)")
-    p.set_defaults(func=_run_prepare)
-    return p

@@ -13,10 +13,12 @@ variational inference [1] follows it with minibatch estimates and decreasing ste
     \qquad \rho_t = (t + \tau)^{-\kappa},
 
 which converges for :math:`\kappa \in (0.5, 1]`; with :math:`B = D` and :math:`\rho = 1` it is
-the M-step of batch variational Bayes. :class:`NaturalSteps` holds :math:`\lambda` as module
-state (buffers: saved in ``state_dict``, invisible to the optimizer) and takes one step per
-backward pass of the loss, from a hook on the gradient of a zero-valued Pyro factor, so that a
-guide can use it inside any ``ELBO`` and the ordinary training loop:
+the M-step of batch variational Bayes. The :math:`\lambda` belong to the guide (the
+``dirichlet`` guide with ``global_step="natural"`` keeps them as buffers, invisible to the
+optimizer); :class:`NaturalSteps` is the algorithm that moves them, owned by the training loss
+(:class:`~zoo.infer.semi_amortized.SemiAmortizedLoss`), with its own state (the pooled estimates
+and the step count, saved in the engine's checkpoints). It takes one step per backward pass of
+the loss, from a hook on the gradient of a zero-valued Pyro factor, so that:
 
 - evaluating a loss without backpropagating it (``ELBO.loss``, held-out figures, Pyro's guess
   of ``max_plate_nesting``) never moves :math:`\lambda`;
@@ -44,15 +46,15 @@ from torch import nn
 
 
 class NaturalSteps(nn.Module):
-    """:param dict start: name -> initial :math:`\\lambda` (any shape)
-    :param float offset: :math:`\\tau \\ge 0`
-    :param float decay: :math:`\\kappa \\in [0, 1]` (:math:`\\tau = \\kappa = 0`: every step
-        replaces :math:`\\lambda`, batch variational Bayes when a step sees every document)
+    r""":param dict shapes: name -> the shape of :math:`\lambda` (the guide's global sites)
+    :param float offset: :math:`\tau \ge 0`
+    :param float decay: :math:`\kappa \in [0, 1]` (:math:`\tau = \kappa = 0`: every step
+        replaces :math:`\lambda`, batch variational Bayes when a step sees every document)
     :param int batch_documents: pool the batches' estimates until this many documents are
         seen, then step (1: every batch steps)
     """
 
-    def __init__(self, start: dict, offset: float = 1.0, decay: float = 0.7,
+    def __init__(self, shapes: dict, offset: float = 1.0, decay: float = 0.7,
                  batch_documents: int = 1):
         super().__init__()
         if offset < 0 or not 0 <= decay <= 1 or batch_documents < 1:
@@ -60,34 +62,33 @@ class NaturalSteps(nn.Module):
                              f"batch_documents >= 1, got {offset}, {decay}, {batch_documents}")
         self.offset, self.decay, self.batch_documents = float(offset), float(decay), int(
             batch_documents)
-        self.names = tuple(start)
-        for name, value in start.items():
-            self.register_buffer(name, value.detach().clone())
-            self.register_buffer(f"{name}_pending", torch.zeros_like(value))
+        self.names = tuple(shapes)
+        for name, shape in shapes.items():
+            self.register_buffer(f"{name}_pending", torch.zeros(shape))
         long = dict(dtype=torch.long)
         self.register_buffer("steps", torch.zeros((), **long))  # t of the last step taken
         self.register_buffer("largest", torch.zeros((), **long))  # documents of a step, max
         self.register_buffer("pending_documents", torch.zeros((), **long))
         self._generation = 0  # backward passes that applied an estimate (not state)
 
-    def concentration(self, name: str) -> torch.Tensor:
-        return getattr(self, name)
-
     def step_size(self, t: int) -> float:
-        """:math:`\\rho_t = (t + \\tau)^{-\\kappa}` before the partial-batch factor."""
+        r""":math:`\rho_t = (t + \tau)^{-\kappa}` before the partial-batch factor."""
         return (t + self.offset) ** -self.decay
 
-    def factor(self, name: str, targets: dict, num_documents: int, anchor_like: torch.Tensor):
-        """Within a model or guide: a zero-valued Pyro factor ``name`` whose gradient, when
-        the loss is backpropagated, adds ``targets`` (name -> :math:`\\hat\\lambda` of
-        ``num_documents`` documents) to the pool and steps once enough are pooled."""
+    def factor(self, name: str, targets: dict, num_documents: int, anchor_like: torch.Tensor,
+               concentration):
+        r"""Within a model or guide: a zero-valued Pyro factor ``name`` whose gradient, when
+        the loss is backpropagated, adds ``targets`` (name -> :math:`\hat\lambda` of
+        ``num_documents`` documents) to the pool and steps once enough are pooled;
+        ``concentration(name)`` is the :math:`\lambda` the steps move in place."""
         generation = self._generation
         anchor = anchor_like.new_zeros((), requires_grad=True)
-        anchor.register_hook(lambda grad: self._pool(targets, num_documents, generation))
+        anchor.register_hook(
+            lambda grad: self._pool(targets, num_documents, generation, concentration))
         pyro.factor(name, anchor, has_rsample=True)
 
     @torch.no_grad()
-    def _pool(self, targets: dict, num_documents: int, generation: int) -> None:
+    def _pool(self, targets: dict, num_documents: int, generation: int, concentration) -> None:
         if generation != self._generation:
             return  # another guide call of this backward pass applied its estimate
         self._generation += 1
@@ -100,13 +101,12 @@ class NaturalSteps(nn.Module):
         # A smaller pool (an epoch's remainder) takes a proportionally smaller step: its
         # estimate is as unbiased but noisier (variance ~ 1/B); inverse-variance weights.
         # Unweighted, the 4 documents left over by 6,004 in batches of 200 took a full step
-        # scaled by D/B = 1,501 at the end of every epoch: on 20 Newsgroups (K = 50) the
-        # fixed-topic perplexity was 954, against 932 with batches of 316 that divide 6,004.
+        # scaled by D/B = 1,501 at the end of every epoch (README: 954 -> 932).
         self.largest.clamp_(min=pooled)
         self.steps += 1
         rho = self.step_size(int(self.steps)) * pooled / int(self.largest)
         for name in self.names:
             pending = getattr(self, f"{name}_pending")
-            getattr(self, name).mul_(1 - rho).add_(pending, alpha=rho / pooled)
+            concentration(name).mul_(1 - rho).add_(pending, alpha=rho / pooled)
             pending.zero_()
         self.pending_documents.zero_()

@@ -62,7 +62,7 @@ import pyro
 import torch
 
 from zoo.infer.nested_programs import NestedPrograms
-from zoo.infer.resampling import effective_sample_size, log_mean_exp
+from zoo.infer.resampling import effective_sample_size, log_mean_exp, resample_ancestors
 from zoo.poutine.nested_resample_messenger import nested_resample
 from zoo.poutine.nested_score_messenger import nested_score
 
@@ -141,9 +141,10 @@ class NestedObjective:
         for k in range(1, programs.num_levels):
             # The schedule is recomputed per level so that each level owns its graph.
             betas = programs.schedule()
-            resampler = (nested_resample(log_weight=log_weight, method=self.resampler,
-                                         sites=["z_prev"])
-                         if self.resample and k > 1 else contextlib.nullcontext())
+            resampler = contextlib.nullcontext()
+            if self.resample and k > 1:
+                ancestors, log_weight = resample_ancestors(log_weight, self.resampler)
+                resampler = nested_resample(indices=ancestors, sites=["z_prev"])
             with particles:
                 with resampler, nested_score(stl=stl, reparameterized=stl) as forward:
                     z_prev, z = programs.proposal(k, z, betas)
@@ -155,8 +156,6 @@ class NestedObjective:
                     with nested_score() as detached_target:
                         programs.target(k, z.detach(), betas)
                     lg_sg = detached_target.log_prob
-            if self.resample and k > 1:
-                log_weight = resampler.log_weight
             lv = reverse.log_prob - forward.log_prob  # (S,) log incremental weight
             if torch.is_grad_enabled():
                 loss = _level_loss(self.divergence, lv, forward.site_log_probs["z_prev"],

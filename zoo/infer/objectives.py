@@ -15,6 +15,8 @@ used with ``pyro.settings.set(module_local_params=True)`` and a ``torch.optim`` 
 ==============  =================================================================================
 
 Objectives built on our own handlers (``iwae``, ...) register here too, from ``zoo.infer``.
+:func:`training_loss` is what the engine trains: the objective, with the guide's training
+algorithm around it where the guide declares one (semi-amortized LDA).
 
 **References:**
 
@@ -25,40 +27,38 @@ Objectives built on our own handlers (``iwae``, ...) register here too, from ``z
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyro.infer import ELBO, Trace_ELBO
+from torch import nn
 
 from zoo.infer.meanfield import MeanFieldELBO
+from zoo.infer.semi_amortized import SemiAmortizedLoss
 from zoo.infer.tracegraph import TraceGraphLoss
+from zoo.registry import Registry
 
-_OBJECTIVES: dict[str, Callable[..., ELBO]] = {}
+OBJECTIVES = Registry("objective", choices="Choose one of:")
 
 
 def register_objective(name: str):
     """Decorator for a factory ``(num_particles=1, **options) -> ELBO``."""
-
-    def wrapper(factory):
-        if name in _OBJECTIVES:
-            raise ValueError(f"An objective is already registered under the name '{name}'.")
-        _OBJECTIVES[name] = factory
-        return factory
-
-    return wrapper
+    return OBJECTIVES.register(name)
 
 
 def list_objectives() -> list[str]:
-    return sorted(_OBJECTIVES)
+    return OBJECTIVES.names()
 
 
 def get_objective(name: str, num_particles: int = 1, **options) -> ELBO:
-    try:
-        factory = _OBJECTIVES[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown objective '{name}'. Choose one of: {', '.join(list_objectives())}."
-        ) from None
-    return factory(num_particles=num_particles, **options)
+    """The objective registered under ``name``, built with ``num_particles`` and ``options``."""
+    return OBJECTIVES.get(name)(num_particles=num_particles, **options)
+
+
+def training_loss(elbo: ELBO, model, guide) -> nn.Module:
+    """The loss module the engine trains: ``elbo(model, guide)``, or, for a guide that declares
+    a training algorithm of its own (``local_steps``, natural global steps), that algorithm
+    around the objective (:class:`~zoo.infer.semi_amortized.SemiAmortizedLoss`)."""
+    if guide.local_steps or guide.global_step != "gradient":
+        return SemiAmortizedLoss(elbo, model, guide)
+    return elbo(model, guide)
 
 
 def _pyro_elbo(cls):

@@ -96,6 +96,19 @@ def resample(log_weights, num_samples=None, method: str = "systematic", generato
     return fn(log_weights, num_samples, generator)
 
 
+def resample_ancestors(log_weight: torch.Tensor, method: str = "systematic", generator=None):
+    r"""One set of ``S`` particles resampled by their log weights ``(S,)``: the ancestors
+    ``(S,)`` and the log weights after resampling ``(S,)``, all equal to
+    :math:`\log \hat Z = \log \frac1S \sum_s w^s` (so :math:`\hat Z` is unchanged)."""
+    log_weight = log_weight.detach()
+    if log_weight.dim() != 1:
+        raise ValueError(
+            f"Expected log weights of shape (num_particles,), got {tuple(log_weight.shape)}; "
+            "resample one set of particles at a time.")
+    indices = resample(log_weight, method=method, generator=generator)  # (S,)
+    return indices, log_mean_exp(log_weight).expand(log_weight.size(0)).clone()
+
+
 def effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
     """Kish's ESS :math:`(\\sum w)^2 / \\sum w^2` along dim 0, in ``[1, K]``."""
     lw = _check(log_weights)

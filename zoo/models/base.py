@@ -1,20 +1,41 @@
-r"""The contract every zoo model follows, so that guides and objectives can be swapped on it.
+r"""The contract every zoo model follows, so that guides, objectives and the CLI can be swapped
+on it. Everything a model may provide is declared here, with its default; the guides, the
+engine and the CLI call these hooks and never probe a model with ``hasattr``.
 
 A zoo model is a :class:`~pyro.nn.PyroModule` whose ``forward(x, num_data=None)`` is the
 generative program conditioned on a batch ``x``. It declares its latent sites once
 (:meth:`ZooModel.latent_sites`): name, support, event shape and whether the site is *local* (one
 per data point, inside the data plate) or *global*. Guide families read these declarations to
-decide whether they fit; ``tests/test_registry.py`` checks the declarations against a real trace.
+decide whether they fit; ``tests/test_registry.py`` checks them against a real trace.
 
 Minibatching: local sites live in :func:`data_plate`, a ``pyro.plate`` of size ``num_data`` with
 the batch as its subsample, so every local log-density is scaled by ``num_data / batch_size``
 and a minibatch ELBO is an unbiased estimate of the full-data ELBO. Global sites stay outside it.
+
+The smallest model (a tutorial's, ``README.md`` "Adding a model or guide" has the full story):
+
+    >>> import pyro.distributions as dist
+    >>> class Toy(ZooModel):
+    ...     def __init__(self, input_dim=3):
+    ...         super().__init__()
+    ...         self.config = dict(input_dim=input_dim)
+    ...     def latent_sites(self):
+    ...         return (LatentSite("z", "real", (2,)),)
+    ...     def forward(self, x=None, num_data=None, batch_size=1):
+    ...         x_template = torch.zeros(batch_size, 3) if x is None else x
+    ...         with self.data_plate(x_template, num_data):
+    ...             z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...             loc = z.sum(-1, keepdim=True).expand(*z.shape[:-1], 3)
+    ...             return pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
+    >>> Toy().example_batch(4).shape
+    torch.Size([4, 3])
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pyro
 import torch
@@ -25,12 +46,22 @@ SUPPORTS = ("real", "simplex", "positive")
 
 @dataclass(frozen=True)
 class LatentSite:
-    """What a guide needs to know about one latent sample site of a model."""
+    """What a guide needs to know about one latent sample site of a model.
+
+    :ivar str name: the sample site's name
+    :ivar str support: one of ``SUPPORTS`` (or ``"categorical"``, see
+        :class:`~zoo.models.mixture.CategoricalSite`)
+    :ivar tuple event_shape: the shape of one value
+    :ivar bool local: one value per data point (inside the data plate), or global
+    :ivar str plate: for a global site whose leading dimensions are plates (LDA's K topics), the
+        name of the plate of its first dimension (default ``"<name>_plate"``)
+    """
 
     name: str
-    support: str  # one of SUPPORTS
+    support: str
     event_shape: tuple[int, ...]
-    local: bool = True  # one value per data point (inside the data plate), or global
+    local: bool = True
+    plate: str | None = None
 
     def __post_init__(self):
         if self.support not in SUPPORTS:
@@ -80,23 +111,76 @@ def _MODULE_LOCAL_PARAMS() -> bool:
     return pyro.nn.module._MODULE_LOCAL_PARAMS
 
 
-class ZooModel(LocalParamsModule):
-    """Base class of every registered model.
-
-    Subclasses set ``default_guide``, implement ``latent_sites`` and ``forward``, and keep their
-    constructor keyword arguments in ``self.config`` (saved to a run's ``config.json`` so that
-    ``get_model(name, **config)`` rebuilds the same architecture).
-    """
+class ZooModule(LocalParamsModule):
+    """What models and guides share: a registry name and the quantities the engine's schedules
+    may set (:mod:`zoo.schedules`)."""
 
     registry_name: str = "?"
-    default_guide: str = "diagonal_normal"
-    plate_name: str = "data"
+    #: names of quantities (0-d buffers) that an engine schedule may set, see :meth:`set_annealed`
+    annealed: ClassVar[tuple[str, ...]] = ()
+
+    def default_schedules(self) -> dict:
+        """``{name: schedule}`` the engine applies to this module unless told otherwise (a
+        schedule maps :class:`zoo.schedules.Progress` to a number); none by default."""
+        return {}
+
+    def annealed_state(self) -> dict:
+        """``{name: value}`` of every annealed quantity, as floats."""
+        return {name: float(getattr(self, name)) for name in self.annealed}
+
+    def set_annealed(self, name: str, value: float) -> None:
+        """Set the annealed quantity ``name`` (one of :attr:`annealed`) to ``value``."""
+        if name not in self.annealed:
+            raise ValueError(f"{self.registry_name} has no annealed quantity {name!r}; it has "
+                             f"{', '.join(self.annealed) or 'none'}.")
+        buffer = getattr(self, name)
+        buffer.fill_(value if buffer.dtype != torch.bool else bool(value))
+
+
+class ZooModel(ZooModule):
+    """Base class of every registered model: the contract in one place.
+
+    Subclasses implement :meth:`latent_sites` and ``forward``, set :attr:`default_guide`, and
+    keep their constructor keyword arguments in ``self.config`` (saved to a run's
+    ``config.json`` so that ``get_model(name, **config)`` rebuilds the same architecture).
+    Everything else below has a default that fits most models.
+    """
+
+    # --- how to train it ---------------------------------------------------------------------
+    #: the guide family ``zoo train`` uses when none is named
+    default_guide: ClassVar[str] = "diagonal_normal"
+    #: options every guide built for this model gets unless told otherwise (AVITM's encoder)
+    default_guide_options: ClassVar[dict] = {}
+    #: :class:`~zoo.train.TrainConfig` fields of the model's paper (AVITM's Adam settings)
+    default_train_config: ClassVar[dict] = {}
+    #: for guides that find each document's posterior by :meth:`local_update` in training
+    #: (the ``dirichlet`` guide's ``local_steps``): how many updates by default
+    default_local_steps: ClassVar[int] = 0
+    #: for guides whose global sites can take natural-gradient steps from
+    #: :meth:`global_update` (the ``dirichlet`` guide's ``global_step``): the default
+    default_global_step: ClassVar[str] = "gradient"
+    #: ... and the defaults of those steps' schedule (``natural_offset``, ``natural_decay``,
+    #: ``natural_batch``)
+    default_natural_options: ClassVar[dict] = {}
+
+    # --- the shape of the program ------------------------------------------------------------
+    #: name of the data plate (``"documents"`` for topic models)
+    plate_name: ClassVar[str] = "data"
     #: number of nested plates in the model (the data plate, plus e.g. LDA's words plate)
-    max_plate_nesting: int = 1
-    #: how amortized guides should preprocess ``x`` before their encoder ("identity", "log1p")
-    encoder_input: str = "identity"
+    max_plate_nesting: ClassVar[int] = 1
+    #: how amortized guides preprocess ``x`` before their encoder (``"identity"``, ``"log1p"``)
+    encoder_input: ClassVar[str] = "identity"
+    #: data points are graphs ``[batch, V, V]`` (GraphBTM), not flat vectors
+    graph_input: ClassVar[bool] = False
+
+    # --- what it is, for metrics and figures ---------------------------------------------------
+    #: a topic model: :meth:`topic_word_matrix` gives its topics (perplexity, NPMI, diversity)
+    topic_model: ClassVar[bool] = False
+    #: implements :meth:`local_update` and :meth:`global_update` in closed form (LDA)
+    conjugate_updates: ClassVar[bool] = False
 
     def latent_sites(self) -> tuple[LatentSite, ...]:
+        """Every latent sample site, in the order ``forward`` samples them."""
         raise NotImplementedError
 
     @property
@@ -115,6 +199,10 @@ class ZooModel(LocalParamsModule):
         documents into mini-corpus biterm graphs)."""
         return dataset
 
+    def check_data(self, dataset) -> None:
+        """Raise a ``ValueError`` saying the fix when ``dataset`` is not data this model can
+        score (real-valued pixels for a Bernoulli likelihood, ...); nothing by default."""
+
     def data_plate(self, x: torch.Tensor, num_data: int | None = None) -> pyro.plate:
         return data_plate(self.plate_name, x, num_data)
 
@@ -124,6 +212,35 @@ class ZooModel(LocalParamsModule):
         exercise every (model, guide) pair). Models whose ``forward(None)`` cannot sample
         override this."""
         return self(None, batch_size=batch_size)
+
+    # --- optional capabilities ----------------------------------------------------------------
+    def topic_word_matrix(self, guide=None) -> torch.Tensor:
+        """The topics ``[K, V]``, rows on the simplex (for models with :attr:`topic_model`);
+        models whose topics are latent read them from the trained ``guide``."""
+        raise ValueError(f"model '{self.registry_name}' is not a topic model.")
+
+    def topic_correlations(self) -> torch.Tensor | None:
+        """The learned correlations between topics ``[K, K]`` (CTM), or ``None``."""
+        return None
+
+    def observation_mean(self, trace) -> torch.Tensor | None:
+        """The mean of :math:`p(x \\mid z)` ``[batch, input_dim]`` at the latents of a trace of
+        this model, for sample and reconstruction figures; ``None`` when the model draws no
+        images."""
+        return None
+
+    def local_update(self, x: torch.Tensor, concentration: torch.Tensor,
+                     expected_log_globals: dict, steps: int) -> torch.Tensor:
+        """Closed-form coordinate-ascent updates of the local posteriors (the E-step of
+        variational Bayes) for models with :attr:`conjugate_updates`."""
+        raise NotImplementedError(f"model '{self.registry_name}' has no closed-form E-step.")
+
+    def global_update(self, x: torch.Tensor, concentration: torch.Tensor,
+                      expected_log_globals: dict, scale: float = 1.0) -> dict:
+        """The global posteriors' optimum given the local ones (the M-step of variational
+        Bayes, the target of a natural-gradient step) for models with
+        :attr:`conjugate_updates`."""
+        raise NotImplementedError(f"model '{self.registry_name}' has no closed-form M-step.")
 
 
 def encoder_input(kind: str, x: torch.Tensor) -> torch.Tensor:

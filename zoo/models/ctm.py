@@ -28,43 +28,31 @@ initialized at the Laplace approximation of :math:`\mathrm{Dir}(\alpha)` in the 
 Lafferty's unconstrained prior, :math:`\mu_0 = m`, :math:`\Sigma_0 = L L^\top`.
 
 **Decoder.** NVCTM's decoder is log-linear in the topic proportions [2] (a product of experts,
-as ProdLDA's [3]), not Blei & Lafferty's mixture. We use ProdLDA's form: BatchNorm without scale
-on the word logits, its learned shift :math:`b` as a per-word background, dropout 0.6 on
-:math:`\theta`. On 20 Newsgroups (K = 50) the mixture reached NPMI 0.15 where the product
-decoder reaches about 0.2; without the BatchNorm the product decoder collapsed (every topic the
-same stop words, diversity 0.04), as AVITM warns [3]. ``decoder="mixture"`` (dropout 0.25, NVLDA's)
-remains for the generative model of Blei & Lafferty, and :meth:`CTM.init_topics` seeds it.
+as ProdLDA's [3]), not Blei & Lafferty's mixture: BatchNorm without scale on the word logits, its
+learned shift :math:`b` as a per-word background, dropout 0.6 on :math:`\theta`.
+``decoder="mixture"`` (dropout 0.25, NVLDA's) is the generative model of Blei & Lafferty, and
+:meth:`CTM.init_topics` seeds it.
 
 **Prior warm-up.** Learning :math:`\mu_0, \Sigma_0` from the first step starts a rich-get-richer
 loop: documents that use two topics together make the prior correlate them, the correlated prior
-makes the KL cheaper along their common direction, so the encoder uses them together still more;
-the documents end up in a low-dimensional subspace and the topics blur into mixtures of themes
-(20 Newsgroups, K = 50, 50 epochs, one seed each: NPMI 0.09-0.14 against 0.20-0.23 with the
-prior fixed). So the prior is held at the Laplace approximation for the first ``prior_warmup``
-epochs, while the topics form as in ProdLDA, and learned by empirical Bayes afterwards: held-out
-perplexity about 1,040 after 50 + 50 epochs against about 1,380 with the prior fixed, with
-coherent topics (``benchmarks/correlated_topics.py``). An epoch is ``num_data`` documents seen by
-the model in training mode; the ``prior_learning`` buffer says when the warm-up is over (the
-``ctf`` guide does not rotate before: see :class:`~guides.ctf.CentralizedFlowGuide`). Under
-``DistributedDataParallel`` each process counts its own shard, so the warm-up lasts
-``world_size`` times longer.
+makes the KL cheaper along their common direction, so the encoder uses them together still more,
+and the topics blur into mixtures of themes. So the prior is held at the Laplace approximation
+for the first ``prior_warmup`` epochs, while the topics form as in ProdLDA, and learned by
+empirical Bayes afterwards. The switch is the annealed quantity ``prior_learning``, set by the
+engine's schedule (:meth:`CTM.default_schedules`, :mod:`zoo.schedules`), not counted inside the
+generative program; the ``ctf`` guide follows the same switch
+(:class:`~guides.ctf.CentralizedFlowGuide`). Outside the engine, set it with
+``model.set_annealed("prior_learning", 1)`` or build the model with ``prior_warmup=0``.
 
 **Symmetric prevalence.** Learning every topic's own mean and variance (``prior_form="full"``)
 makes the prior an automatic relevance determination [6]: a topic the encoder uses a little less
 gets a smaller prior variance and mean, which makes using it costlier still, until it is
-starved. On 20 Newsgroups (K = 50, training seed 1, 100 epochs) the full prior left 13 of 50
-topics below NPMI 0.05; a topic's NPMI ranked with its usage (Spearman 0.72) and its prior
-standard deviation (0.61), and the starved topics carried mixtures of rare words from unrelated
-themes (NPMI 0.17; effective number of topics used, :math:`1/\sum_k \bar\theta_k^2`, 44 of 50).
-``prior_form="correlation"`` learns what the CTM is for, which topics occur together
-(:math:`D^{-1/2} L L^\top D^{-1/2}`, a correlation matrix), and one common scale :math:`s`,
-while every topic keeps the same mean and variance, as under the symmetric Dirichlet the prior
-starts from: 5 topics below 0.05, 48 of 50 used, NPMI 0.25 with better held-out perplexity
-(1,042 against 1,048); over training seeds 0-2 NPMI 0.24 against 0.22 (``ctf`` guide,
-``benchmarks/correlated_topics.py``). What did not help, on the same three seeds: the full prior
-learned ten times slower (NPMI 0.22, perplexity about 1,080) and ProdLDA's shifted encoder heads
-(0.18). A planted prior with
-equal variances (``tests/test_ctm.py``, tutorial 06) is the same under both forms.
+starved. ``prior_form="correlation"`` (the default) learns what the CTM is for, which topics occur
+together (:math:`D^{-1/2} L L^\top D^{-1/2}`, a correlation matrix), and one common scale
+:math:`s`, while every topic keeps the same mean and variance, as under the symmetric Dirichlet
+the prior starts from. A planted prior with equal variances is the same under both forms.
+What each choice measured on 20 Newsgroups: README, "Correlated topic models", and
+``benchmarks/results/correlated_topics/HISTORY.md``.
 
 **Correlations.** softmax is invariant to adding a constant to :math:`z`, so the likelihood
 says nothing about :math:`\Sigma_0` along :math:`\mathbf{1}`; :func:`topic_correlations` reports
@@ -91,42 +79,15 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 from torch.nn import functional as F
 
 from zoo.models.base import LatentSite, ZooModel
+from zoo.models.nets import flat_apply
 from zoo.models.priors import dirichlet_laplace_approximation
-from zoo.models.prodlda import flat_apply
+from zoo.models.word_counts import WordCounts
 from zoo.registry import register_model
-
-
-class WordCounts(TorchDistribution):
-    r"""Multinomial word counts with :math:`N_d` read from the value:
-    :math:`\log p(x) = \log N! - \sum_v \log x_v! + \sum_v x_v \log p_v`,
-    ``p = softmax(logits)``. Same density as ``Multinomial(logits=...)``, without building the
-    ``[batch, V]`` Binomial and its support checks that torch's constructor runs on every call
-    (half of a training step at V = 2,000). ``total_count`` is used only to sample."""
-
-    arg_constraints = {"logits": constraints.real_vector}
-    support = constraints.independent(constraints.nonnegative_integer, 1)
-
-    def __init__(self, logits: torch.Tensor, total_count: int = 1, validate_args=False):
-        self.logits = logits.log_softmax(-1)  # [..., V]
-        self.total_count = total_count
-        super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        logits = self.logits.expand(torch.Size(batch_shape) + self.event_shape)
-        return WordCounts(logits, self.total_count, validate_args=False)
-
-    def log_prob(self, value):
-        return (torch.lgamma(value.sum(-1) + 1) - torch.lgamma(value + 1).sum(-1)
-                + (value * self.logits).sum(-1))
-
-    def sample(self, sample_shape=()):
-        counts = dist.Multinomial(self.total_count, logits=self.logits)
-        return counts.sample(torch.Size(sample_shape))
+from zoo.schedules import Switch
 
 
 @register_model("ctm")
@@ -140,7 +101,8 @@ class CTM(ZooModel):
     :param bool learn_prior: learn the prior mean and Cholesky factor (else keep the Laplace
         prior fixed: a logistic-normal ProdLDA or NVLDA)
     :param float prior_warmup: epochs during which the prior stays at its initial value before it
-        is learned (see the module docstring); 0 learns it from the first step
+        is learned (the engine's ``prior_learning`` schedule, see the module docstring); 0
+        learns it from the first step
     :param str prior_form: ``"correlation"`` (learn the topic correlations and one common scale;
         every topic keeps the same prior mean and variance) or ``"full"`` (Blei & Lafferty's
         learned mean and full covariance); see *Symmetric prevalence* in the module docstring
@@ -150,7 +112,10 @@ class CTM(ZooModel):
     """
 
     default_guide = "ctf"
+    topic_model = True
     encoder_input = "log1p"
+    #: the prior is learned (1) or held at its initial value (0), see :meth:`default_schedules`
+    annealed = ("prior_learning",)
     #: AVITM's encoder (two softplus layers of 100, dropout 0.2, BatchNorm heads); the CLI
     #: applies these unless told otherwise. They fit all three guides (diagonal, householder, ctf).
     default_guide_options = dict(hidden_dims=(100, 100), activation="softplus", dropout=0.2,
@@ -183,9 +148,8 @@ class CTM(ZooModel):
         self.num_topics = num_topics
         self.learn_prior = learn_prior
         self.prior_warmup = float(prior_warmup)
-        # Documents seen in training mode (the warm-up clock) and whether the warm-up is over;
-        # buffers, so a resumed run continues the schedule. Guides may read ``prior_learning``.
-        self.register_buffer("docs_seen", torch.zeros((), dtype=torch.long))
+        # Whether the prior is learned yet: set by the engine's schedule (a buffer, so a
+        # checkpoint keeps it).
         self.register_buffer("prior_learning", torch.tensor(learn_prior and prior_warmup == 0))
         loc, scale = dirichlet_laplace_approximation(torch.full((num_topics,), float(alpha)))
         self.prior_loc = nn.Parameter(loc, requires_grad=learn_prior)  # [K]
@@ -236,12 +200,14 @@ class CTM(ZooModel):
             loc, scale_tril = loc.detach(), scale_tril.detach()
         return dist.MultivariateNormal(loc, scale_tril=scale_tril)
 
-    def _advance_warmup(self, batch_size: int, num_data: int) -> None:
-        """Count a training batch; end the warm-up after ``prior_warmup`` epochs of
-        ``num_data`` documents."""
-        if self.learn_prior and float(self.docs_seen) >= self.prior_warmup * num_data:
-            self.prior_learning.fill_(True)
-        self.docs_seen += batch_size
+    def default_schedules(self) -> dict:
+        """``prior_learning`` switches on after ``prior_warmup`` epochs of documents (never, with
+        ``learn_prior=False``)."""
+        return {"prior_learning": Switch(self.prior_warmup)} if self.learn_prior else {}
+
+    def topic_correlations(self) -> torch.Tensor:
+        """The learned topic correlations ``[K, K]`` (:func:`topic_correlations`)."""
+        return topic_correlations(self)
 
     def topic_words(self) -> torch.Tensor:
         """Topic-word probabilities beta, ``[K, V]``, rows on the simplex."""
@@ -300,8 +266,6 @@ class CTM(ZooModel):
             x_template = self.topic_logits.new_empty(batch_size, self.config["input_dim"])
         else:
             x_template = x
-        if self.training and x is not None:
-            self._advance_warmup(x.shape[0], x.shape[0] if num_data is None else num_data)
         with self.data_plate(x_template, num_data):
             z = pyro.sample("doc_logits", self.prior(bool(self.prior_learning)))  # [batch, K]
             logits = self.word_log_probs(z)  # [batch, V]

@@ -50,9 +50,9 @@ the model is a VAE on :math:`z_1`, and informing :math:`z_2` costs KL at once wh
 guide cannot follow the posterior's dependence :math:`p(z_2 \mid z_1, x) = p(z_2 \mid z_1)`. Two
 changes bring it back (``benchmarks/deep_models.py``): the bottom-up chain guide
 ``chain_normal``, :math:`q(z_1 \mid x)\,q(z_2 \mid z_1)` (the exact posterior's structure, as
-in [2]), and KL warm-up (objective ``annealed``, ``zoo/infer/annealing.py``; Sønderby et al.
-[3]). Shrinking :math:`G_1` at initialization (``noise_init`` well below 1) does *not* help: the
-guide then collapses :math:`z_1` as well.
+in [2]), and KL warm-up (``zoo train --kl-warmup``, the engine's ``kl_weight`` schedule,
+:mod:`zoo.schedules`; Sønderby et al. [3]). Shrinking :math:`G_1` at initialization
+(``noise_init`` well below 1) does *not* help: the guide then collapses :math:`z_1` as well.
 
 **References:**
 
@@ -75,7 +75,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.models.base import LatentSite, ZooModel
-from zoo.models.nets import check_pixel_likelihood, mlp, pixel_distribution
+from zoo.models.nets import (
+    check_pixel_likelihood,
+    check_pixels,
+    mlp,
+    pixel_distribution,
+    pixel_means,
+)
 from zoo.registry import register_model
 
 NOISE = ("diagonal", "full")
@@ -168,9 +174,8 @@ class DLGM(ZooModel):
         self.noise = nn.ModuleList(
             NoiseFactor(latent_dims[l - 1], noise, noise_init) for l in range(1, self.num_layers)
         )
-        if likelihood == "gaussian":
-            # As in the VAE: one learned noise scale per pixel, floored at 1e-2.
-            self.log_scale = nn.Parameter(torch.zeros(input_dim))
+        # As in the VAE: one learned noise scale per pixel (floored at 1e-2) for Gaussian pixels
+        self.log_scale = nn.Parameter(torch.zeros(input_dim)) if likelihood == "gaussian" else None
 
     def latent_sites(self):
         """``z_L, ..., z_1``: top-down, the order in which :meth:`forward` samples them."""
@@ -179,10 +184,15 @@ class DLGM(ZooModel):
             for l in range(self.num_layers, 0, -1)
         )
 
+    def check_data(self, dataset):
+        check_pixels(dataset, self.likelihood)
+
+    def observation_mean(self, trace):
+        return pixel_means(trace)
+
     def observation_dist(self, z_1: torch.Tensor):
         """p(x | z_1) for bottom-layer codes of shape ``[..., d_1]``."""
-        return pixel_distribution(self.decoder(z_1), self.likelihood,
-                                  getattr(self, "log_scale", None))
+        return pixel_distribution(self.decoder(z_1), self.likelihood, self.log_scale)
 
     def layer_dist(self, l: int, z_above: torch.Tensor):
         """p(z_l | z_{l+1}) = N(T_l(z_{l+1}), G_l G_l^T) for 1 <= l < L."""

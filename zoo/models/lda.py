@@ -25,9 +25,13 @@ reports a perplexity, which is the word-sequence form scikit-learn and Gibbs sam
 The topics :math:`\beta` are global: they sit outside :meth:`ZooModel.data_plate`, whose
 subsampling scales the document terms by :math:`D/B`, so a minibatch ELBO is an unbiased
 estimate of the full-corpus ELBO with the topic prior counted once. Guides: ``dirichlet``
-(default; its documents are found by coordinate ascent, its encoder is regressed onto them, its
-topics learn from the ELBO's gradient or, with ``global_step="natural"``, by stochastic
-natural-gradient steps [4]) and ``logistic_normal``.
+(default; in training each document's posterior is found by the closed-form E-step
+:meth:`LDA.local_update` and the encoder is regressed onto it, :mod:`zoo.infer.semi_amortized`;
+the topics learn from the ELBO's gradient or, with ``global_step="natural"``, by stochastic
+natural-gradient steps from :meth:`LDA.global_update` [4], :mod:`zoo.infer.natural`) and
+``logistic_normal``. Held-out documents are scored by the collapsed bound of
+:mod:`zoo.models.lda_bounds`. Measured settings and their history: README, "Topic models on
+20 Newsgroups", and ``benchmarks/results/topic_models/``.
 
 **References:**
 
@@ -54,46 +58,28 @@ from zoo.registry import register_model
 class LDA(ZooModel):
     """:param int input_dim: vocabulary size :math:`V`
     :param int num_topics: :math:`K`
-    :param float doc_concentration: :math:`\\alpha` (default :math:`1/K`, scikit-learn's).
-        A purely amortized Dirichlet guide collapses under this sparse prior (every topic
-        drifts to the corpus' frequent words: 20 Newsgroups, K = 50, 10 epochs, topic
-        diversity 0.07); the default guide avoids that with ``local_steps`` (see
-        :meth:`local_update`), which with :math:`1/K` also gave better topics than
-        :math:`\\alpha = 1` (fixed-topic held-out perplexity 996 against 1134)
+    :param float doc_concentration: :math:`\\alpha` (default :math:`1/K`, scikit-learn's)
     :param float topic_concentration: :math:`\\eta` (default :math:`1/K`)
     """
 
     default_guide = "dirichlet"
+    topic_model = True
+    conjugate_updates = True
     plate_name = "documents"
     topics_plate = "topics"
     #: the "topics" plate and the "documents" plate are never nested, both use dim -1
     max_plate_nesting = 1
     encoder_input = "log1p"
-    #: site name -> name of the plate its leading dimension lives in (read by guides)
-    global_plates = {"topic_words": "topics"}
-    #: with ``global_step="gradient"`` the topics' parameters take 5x larger optimizer steps
-    #: than the encoder's: their plain ELBO gradient is poorly scaled
+    #: the topics' parameters take 5x larger optimizer steps than the encoder's (their plain
+    #: ELBO gradient is poorly scaled)
     default_guide_options = dict(hidden_dims=(100, 100), activation="softplus",
                                  global_step_scale=5.0)
-    #: a Dirichlet guide's default ``global_step``. ``"natural"`` (stochastic natural-gradient
-    #: steps on the topics, SVI [4], see :meth:`global_update` and
-    #: :meth:`~guides.dirichlet.DirichletGuide.global_factors`) is the better setting on a
-    #: corpus of thousands of documents: 20 Newsgroups, K = 50, refined held-out perplexity
-    #: 861 after 18 epochs (37 CPU s), against 955 with ``"gradient"`` (12 epochs) and
-    #: scikit-learn's batch VB 872 (56 CPU s), benchmarks/results/topic_models/lda_natural.
-    #: It is not the default because on small corpora it stops in VB's local optima: on the
-    #: 800-document bars corpus (tests/test_topic_recovery.py, 40 epochs) its schedule merged
-    #: bars in seeds 0-2 (min cosine 0.57, 0.32, 0.49; pooling 200 documents: 0.75, 0.68,
-    #: 0.58), where Adam on the ELBO's gradient recovers every bar.
+    #: Adam on the topics' ELBO gradient by default; ``"natural"`` (SVI's steps) is better on
+    #: corpora of thousands of documents and stops in VB's local optima on small ones (README)
     default_global_step = "gradient"
-    #: ... and the natural steps' schedule: rho_t = (t + 1)^-0.9 from 1,000 pooled documents.
-    #: Fixed-topic perplexity, 12-15 epochs: a step per batch of 1,000: 895 (kappa 0.7: 900),
-    #: of 500: 913, of 200: 949; large steps from small batches fix the topics on early batches'
-    #: noise. Pooling keeps the encoder's batches (and Adam steps) small.
+    #: the natural steps' schedule: rho_t = (t + 1)^-0.9 from 1,000 pooled documents
     default_natural_options = dict(natural_offset=1.0, natural_decay=0.9, natural_batch=1000)
-    #: a Dirichlet guide's default ``local_steps``: each document's Dirichlet takes this many
-    #: :meth:`local_update` steps in training (semi-amortized: the topics learn from
-    #: near-optimal documents' posteriors, see :class:`~guides.dirichlet.DirichletGuide`)
+    #: E-step updates that find each training document's Dirichlet (semi-amortized)
     default_local_steps = 20
     default_train_config = dict(lr=1e-2, betas=(0.9, 0.999), batch_size=200)
 
@@ -115,7 +101,8 @@ class LDA(ZooModel):
 
     def latent_sites(self):
         return (
-            LatentSite("topic_words", "simplex", (self.num_topics, self.vocab_size), local=False),
+            LatentSite("topic_words", "simplex", (self.num_topics, self.vocab_size), local=False,
+                       plate=self.topics_plate),
             LatentSite("doc_topics", "simplex", (self.num_topics,)),
         )
 
@@ -193,7 +180,7 @@ class LDA(ZooModel):
 
     def topic_word_matrix(self, guide=None) -> torch.Tensor:
         """Posterior mean of the topics, ``[K, V]``, read from the guide."""
-        if guide is None or not hasattr(guide, "posterior_mean"):
+        if guide is None:
             raise ValueError("LDA's topics are latent: pass the trained guide (a 'dirichlet' or "
                              "'logistic_normal' guide) to read their posterior mean.")
         return guide.posterior_mean("topic_words")

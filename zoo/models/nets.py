@@ -1,4 +1,4 @@
-"""Small network builders shared by models and guides."""
+"""Small network builders and pixel likelihoods shared by models and guides."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def mlp(widths, activation: str = "softplus", final_activation: bool = False) ->
         if i < len(widths) - 2 or final_activation:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+def flat_apply(module, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``module`` to the last dimension of ``x`` with all leading dims (particles,
+    batch) flattened into one: ``BatchNorm1d`` would read a 3-d input as ``[N, C, L]``."""
+    out = module(x.reshape(-1, x.shape[-1]))
+    return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 class ShiftBatchNorm(nn.BatchNorm1d):
@@ -81,3 +88,25 @@ def pixel_distribution(out: torch.Tensor, likelihood: str, log_scale: torch.Tens
     if likelihood == "bernoulli":
         return dist.Bernoulli(logits=out).to_event(1)
     return dist.Normal(out, 1e-2 + F.softplus(log_scale)).to_event(1)
+
+
+def check_pixels(dataset, likelihood: str) -> None:
+    """Refuse data that a pixel likelihood cannot score: anything but images, and real-valued
+    pixels for the Bernoulli likelihood (unless the split binarizes them itself)."""
+    if dataset.kind != "image":
+        raise ValueError(f"{dataset.name}: this model draws images, but the data are "
+                         f"{dataset.kind} ({dataset.num_features} features); pass image data "
+                         "(digits, an MNIST folder, a .npy array).")
+    if likelihood != "bernoulli" or dataset.train.binarize:
+        return
+    x = dataset.train.batch(torch.arange(min(len(dataset.train), 256)))
+    if not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(f"{dataset.name}: the Bernoulli likelihood needs binary pixels, but "
+                         "these are real-valued. Binarize them (--data-opt binarize=true) or use "
+                         "--model-opt likelihood=gaussian.")
+
+
+def pixel_means(trace, site: str = "x") -> torch.Tensor:
+    """The mean image of ``p(x | z)`` at a trace's latents: the mean of the observation
+    site's (``Independent``) distribution."""
+    return trace.nodes[site]["fn"].base_dist.mean

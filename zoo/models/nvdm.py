@@ -37,6 +37,7 @@ class NVDM(ZooModel):
     """
 
     default_guide = "diagonal_normal"
+    topic_model = True
     plate_name = "documents"
     max_plate_nesting = 1
     encoder_input = "log1p"

@@ -26,7 +26,13 @@ import torch
 from torch import nn
 
 from zoo.models.base import LatentSite, ZooModel
-from zoo.models.nets import check_pixel_likelihood, mlp, pixel_distribution
+from zoo.models.nets import (
+    check_pixel_likelihood,
+    check_pixels,
+    mlp,
+    pixel_distribution,
+    pixel_means,
+)
 from zoo.registry import register_model
 
 
@@ -62,16 +68,21 @@ class VAE(ZooModel):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         self.decoder = mlp([latent_dim, *hidden_dims, input_dim], activation)
-        if likelihood == "gaussian":
-            self.log_scale = nn.Parameter(torch.zeros(input_dim))
+        # one learned scale per pixel for Gaussian pixels; none for Bernoulli ones
+        self.log_scale = nn.Parameter(torch.zeros(input_dim)) if likelihood == "gaussian" else None
 
     def latent_sites(self):
         return (LatentSite("z", "real", (self.latent_dim,)),)
 
+    def check_data(self, dataset):
+        check_pixels(dataset, self.likelihood)
+
+    def observation_mean(self, trace):
+        return pixel_means(trace)
+
     def observation_dist(self, z: torch.Tensor):
         """p(x | z) for latent codes ``z`` of shape ``[..., latent_dim]``."""
-        log_scale = getattr(self, "log_scale", None)  # a parameter for Gaussian pixels only
-        return pixel_distribution(self.decoder(z), self.likelihood, log_scale)
+        return pixel_distribution(self.decoder(z), self.likelihood, self.log_scale)
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size=1):
         """Score a batch ``x`` of shape ``[batch, input_dim]``; with ``x=None`` draw

@@ -47,15 +47,22 @@ class LogWeightMessenger(Messenger):
     :ivar torch.Tensor local: ``[K, B]`` log weights of local sites (0. before any site)
     :ivar torch.Tensor glob: ``[K]`` log weights of global sites
 
-    Example::
-
-        >>> guide_trace = poutine.trace(particles(guide, num_particles=K,
-        ...                                       max_plate_nesting=1)).get_trace(x)
-        >>> with LogWeightMessenger(guide_trace, K, -2) as lw:
-        ...     particles(poutine.replay(model, trace=guide_trace), num_particles=K,
-        ...               max_plate_nesting=1)(x)
-        >>> lw.total().shape   # joint weight per particle
-        torch.Size([K])
+    >>> import pyro.distributions as dist
+    >>> from pyro import poutine
+    >>> from zoo.poutine import particles
+    >>> def model(x):
+    ...     with pyro.plate("data", 3):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):
+    ...     with pyro.plate("data", 3):
+    ...         pyro.sample("z", dist.Normal(0.5 * x, 0.8))
+    >>> x = torch.tensor([0.0, 1.0, 2.0])
+    >>> guide_trace = poutine.trace(particles(guide, num_particles=4)).get_trace(x)
+    >>> with LogWeightMessenger(guide_trace, 4, particle_dim=-2) as lw:
+    ...     particles(poutine.replay(model, trace=guide_trace), num_particles=4)(x)
+    >>> lw.local.shape, lw.total().shape  # per particle and data point; joint per particle
+    (torch.Size([4, 3]), torch.Size([4]))
     """
 
     def __init__(self, guide_trace, num_particles: int, particle_dim: int, plate_name="data"):

@@ -1,9 +1,9 @@
-r"""Resample the incoming particles of a program by their importance weights.
+r"""Replace the incoming particles of a program by their resampled ancestors.
 
 Between two levels of nested importance sampling [1] the particles
 :math:`(w_{k-1}^s, z_{k-1}^s)_{s=1}^S` are properly weighted for :math:`\gamma_{k-1}`. Resampling
-draws ancestors :math:`a^s` (systematic or multinomial, see :mod:`zoo.infer.resampling`) and
-replaces them by
+draws ancestors :math:`a^s` (systematic or multinomial:
+:func:`zoo.infer.resampling.resample_ancestors`) and replaces them by
 
 .. math::
 
@@ -15,16 +15,17 @@ the proposal become uniform, which is what keeps NVIR's gradient estimates from 
 
 :class:`NestedResampleMessenger` applies this as a program transformation: every sample site of
 the wrapped program whose value is *given* (``obs=``, or set by an inner ``poutine.condition`` or
-``poutine.replay``) is gathered along the particle dimension with one shared set of ancestors.
-The new log weights are in ``messenger.log_weight`` and the ancestors in ``messenger.indices``.
+``poutine.replay``) is gathered along the particle dimension with one shared set of ancestors,
+the ones it is handed (one effect, as :class:`~zoo.poutine.resample_messenger.ResampleMessenger`
+takes its indices; the caller draws them and computes the new weights):
 
-Example::
-
-    with pyro.plate("particles", S, dim=-1):
-        with nested_resample(log_weight=log_w) as resampler:
-            z_prev = pyro.sample("z_prev", gamma_prev, obs=z_prev)   # resampled value
-            z = pyro.sample("z", kernel(z_prev))
-    log_w = resampler.log_weight                                    # all equal
+    >>> import pyro.distributions as dist
+    >>> values = torch.tensor([[0.0], [1.0], [2.0]])
+    >>> with pyro.plate("particles", 3, dim=-1):
+    ...     with nested_resample(indices=torch.tensor([2, 2, 0])):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1), obs=values)
+    >>> z.squeeze(-1)
+    tensor([2., 2., 0.])
 
 **References:**
 
@@ -34,45 +35,28 @@ Example::
 
 from __future__ import annotations
 
-import torch
+import pyro  # noqa: F401  (the doctest's namespace)
 from pyro.poutine.messenger import Messenger
-
-from zoo.infer.resampling import log_mean_exp, resample
 
 
 class NestedResampleMessenger(Messenger):
-    """Gather given-value sites by ancestors drawn from ``log_weight`` ``(num_particles,)``.
+    """Gather given-value sites by ancestor ``indices`` ``(num_particles,)``.
 
-    :param torch.Tensor log_weight: log weights of the incoming particles, shape ``(S,)``.
-    :param str method: ``"systematic"`` or ``"multinomial"``.
+    :param torch.Tensor indices: the ancestor of each particle, shape ``(S,)``.
     :param sites: names of the sites to resample (default: every site with a given value).
     :param int particle_dim: the (negative) batch dimension of particles.
-    :param torch.Generator generator: optional source of randomness for the ancestors.
     """
 
-    def __init__(self, log_weight, method="systematic", sites=None, particle_dim=-1,
-                 generator=None):
+    def __init__(self, indices, sites=None, particle_dim=-1):
         if particle_dim >= 0:
             raise ValueError(f"particle_dim must be negative (a batch dim), got {particle_dim}.")
+        if indices.dim() != 1:
+            raise ValueError(f"Expected ancestor indices of shape (num_particles,), got "
+                             f"{tuple(indices.shape)}; resample one set of particles at a time.")
         super().__init__()
-        self.incoming_log_weight = log_weight.detach()
-        self.method = method
+        self.indices = indices
         self.sites = None if sites is None else set(sites)
         self.particle_dim = particle_dim
-        self.generator = generator
-        self.indices: torch.Tensor | None = None
-        self.log_weight: torch.Tensor | None = None
-
-    def __enter__(self):
-        # One set of ancestors per run, shared by all the sites it resamples.
-        lw = self.incoming_log_weight
-        if lw.dim() != 1:
-            raise ValueError(
-                f"Expected log weights of shape (num_particles,), got {tuple(lw.shape)}; resample "
-                "one set of particles at a time.")
-        self.indices = resample(lw, method=self.method, generator=self.generator)  # (S,)
-        self.log_weight = log_mean_exp(lw).expand(lw.size(0)).clone()
-        return super().__enter__()
 
     def _pyro_sample(self, msg):
         if msg["value"] is None or (self.sites is not None and msg["name"] not in self.sites):
@@ -88,10 +72,10 @@ class NestedResampleMessenger(Messenger):
         msg["value"] = value.index_select(dim, self.indices)
 
 
-def nested_resample(fn=None, log_weight=None, method="systematic", sites=None, particle_dim=-1,
-                    generator=None):
+def nested_resample(fn=None, indices=None, sites=None, particle_dim=-1):
     """Functional wrapper of :class:`NestedResampleMessenger`."""
-    if log_weight is None:
-        raise ValueError("nested_resample needs log_weight=... (the incoming particles' weights).")
-    messenger = NestedResampleMessenger(log_weight, method, sites, particle_dim, generator)
+    if indices is None:
+        raise ValueError("nested_resample needs indices=... (the particles' ancestors, e.g. from "
+                         "zoo.infer.resampling.resample_ancestors).")
+    messenger = NestedResampleMessenger(indices, sites, particle_dim)
     return messenger(fn) if fn is not None else messenger

@@ -22,13 +22,12 @@ estimators the objectives need:
 * ``reparameterized=False`` hands the program those sites' draws detached, i.e. without a pathwise
   gradient, as the forward-KL objective (a score-function, RWS-type gradient) requires.
 
-Example::
-
-    with pyro.plate("particles", 100, dim=-1):
-        with nested_score(stl=True) as score:
-            z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
-    score.log_prob      # (100,)
-    score.site_log_probs["z"]
+    >>> loc = torch.zeros(2, requires_grad=True)
+    >>> with pyro.plate("particles", 100, dim=-1):
+    ...     with nested_score(stl=True) as score:
+    ...         z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+    >>> score.log_prob.shape, score.site_log_probs["z"].shape
+    (torch.Size([100]), torch.Size([100]))
 
 **References:**
 

@@ -37,14 +37,12 @@ class ParticlesMessenger(PlateMessenger):
         :func:`max_plate_nesting`); the particle dimension sits just left of them
     :param str name: name of the particle plate
 
-    Example::
-
-        >>> def model():
-        ...     with pyro.plate("data", 3):
-        ...         return pyro.sample("z", dist.Normal(0.0, 1.0))
-        >>> with ParticlesMessenger(num_particles=5, max_plate_nesting=1):
-        ...     model().shape
-        torch.Size([5, 3])
+    >>> def model():
+    ...     with pyro.plate("data", 3):
+    ...         return pyro.sample("z", dist.Normal(0.0, 1.0))
+    >>> with ParticlesMessenger(num_particles=5, max_plate_nesting=1):
+    ...     model().shape
+    torch.Size([5, 3])
     """
 
     def __init__(self, num_particles: int, max_plate_nesting: int, name: str = PARTICLES):

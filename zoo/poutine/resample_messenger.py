@@ -70,12 +70,19 @@ class ResampleMessenger(Messenger):
     :param int particle_dim: the particle plate's dim, ``-(max_plate_nesting + 1)``
     :param str plate_name: the data plate's name (for ``[N, B]`` indices)
 
-    Example::
-
-        >>> idx = systematic(log_w, num_samples=N)             # [N, B]
-        >>> with particles(num_particles=N, max_plate_nesting=1):
-        ...     with ResampleMessenger(guide_trace, idx, particle_dim=-2):
-        ...         posterior_trace = poutine.trace(model).get_trace(x)
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> from pyro import poutine
+    >>> from zoo.poutine import particles
+    >>> def program():
+    ...     with pyro.plate("data", 2):
+    ...         return pyro.sample("z", dist.Normal(0.0, 1.0))
+    >>> trace = poutine.trace(particles(program, num_particles=3)).get_trace()  # z: [3, 2]
+    >>> index = torch.tensor([[2, 0], [2, 0], [1, 1], [0, 0]])  # [N = 4, B = 2]
+    >>> with particles(num_particles=4), ResampleMessenger(trace, index, particle_dim=-2):
+    ...     z = program()
+    >>> bool((z[:, 0] == trace.nodes["z"]["value"][index[:, 0], 0]).all()), tuple(z.shape)
+    (True, (4, 2))
     """
 
     def __init__(self, trace, index: torch.Tensor, particle_dim: int, plate_name: str = "data"):

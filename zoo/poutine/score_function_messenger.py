@@ -37,10 +37,16 @@ class ScoreFunctionMessenger(Messenger):
     :param sites: names of the sites to affect (default: every unobserved sample site)
     :param dict baseline: options for ``TraceGraph_ELBO``'s baseline, put in ``infer["baseline"]``
 
-    Example::
-
-        >>> guide_sf = score_function(guide, baseline={"use_decaying_avg_baseline": True})
-        >>> loss = TraceGraph_ELBO()(model, guide_sf)   # score-function gradient for "z"
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> from pyro import poutine
+    >>> loc = torch.tensor(0.5, requires_grad=True)
+    >>> def guide():
+    ...     return pyro.sample("z", dist.Normal(loc, 1.0))
+    >>> guide_sf = score_function(guide, baseline={"use_decaying_avg_baseline": True})
+    >>> site = poutine.trace(guide_sf).get_trace().nodes["z"]
+    >>> site["fn"].has_rsample, site["value"].requires_grad, "baseline" in site["infer"]
+    (False, False, True)
     """
 
     def __init__(self, sites=None, baseline: dict | None = None):

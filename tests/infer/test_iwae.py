@@ -139,7 +139,7 @@ def test_every_registered_model_trains_with_iwae(name):
     discrete guide) is refused with a message naming the alternative."""
     pyro.set_rng_seed(0)
     model = get_model(name)
-    guide = get_guide(model.default_guide, model, **getattr(model, "default_guide_options", {}))
+    guide = get_guide(model.default_guide, model, **model.default_guide_options)
     x = model.example_batch(4)
     for dreg in (False, True):
         objective = IWAE(num_particles=3, dreg=dreg)

@@ -46,7 +46,7 @@ class MeanFieldElboOff(MeanFieldELBO):
 def test_same_loss_and_gradients_as_pyro_on_every_pair(model_name, guide_name):
     pyro.set_rng_seed(0)
     model = get_model(model_name)
-    guide = get_guide(guide_name, model, **getattr(model, "default_guide_options", {}))
+    guide = get_guide(guide_name, model, **model.default_guide_options)
     model.eval(), guide.eval()  # dropout and batch statistics would differ between the runs
     x = model.example_batch(8)
     with pyro.validation_enabled(False):  # Pyro's TraceMeanField too: the same draws

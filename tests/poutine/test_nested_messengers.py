@@ -3,7 +3,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from zoo.infer.resampling import log_mean_exp
+from zoo.infer.resampling import log_mean_exp, resample_ancestors
 from zoo.poutine.nested_resample_messenger import nested_resample
 from zoo.poutine.nested_score_messenger import nested_score
 
@@ -60,14 +60,15 @@ def test_resample_messenger_keeps_z_hat_and_gathers_values(method):
     torch.manual_seed(0)
     log_w = torch.randn(10) * 2
     values = torch.arange(20.0).reshape(10, 2)
+    indices, resampled = resample_ancestors(log_w, method)
     with pyro.plate("particles", 10, dim=-1):
-        with nested_resample(log_weight=log_w, method=method) as resampler:
+        with nested_resample(indices=indices):
             z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=values)
             fresh = pyro.sample("fresh", dist.Normal(0.0, 1.0))
-    assert torch.equal(z, values[resampler.indices])
+    assert torch.equal(z, values[indices])
     assert fresh.shape == (10,)  # sampled sites are left alone
-    assert torch.allclose(resampler.log_weight, log_mean_exp(log_w).expand(10))
-    assert log_mean_exp(resampler.log_weight).item() == pytest.approx(log_mean_exp(log_w).item())
+    assert torch.allclose(resampled, log_mean_exp(log_w).expand(10))
+    assert log_mean_exp(resampled).item() == pytest.approx(log_mean_exp(log_w).item())
 
 
 def test_systematic_resampling_counts_are_floor_or_ceil_of_expected():
@@ -76,24 +77,26 @@ def test_systematic_resampling_counts_are_floor_or_ceil_of_expected():
     for _ in range(20):
         log_w = torch.randn(50) * 3
         expected = 50 * torch.softmax(log_w, 0)
+        indices, _ = resample_ancestors(log_w)
         with pyro.plate("particles", 50, dim=-1):
-            with nested_resample(log_weight=log_w) as resampler:
+            with nested_resample(indices=indices):
                 z = pyro.sample("z", dist.Normal(0.0, 1.0), obs=values)
         counts = torch.bincount(z.long(), minlength=50).float()
-        assert torch.equal(z, values[resampler.indices])
+        assert torch.equal(z, values[indices])
         assert torch.all(counts >= expected.floor() - 1e-6)
         assert torch.all(counts <= expected.ceil() + 1e-6)
 
 
 def test_resample_errors_say_what_to_do():
-    with pytest.raises(ValueError, match="log_weight"):
+    with pytest.raises(ValueError, match="indices"):
         nested_resample()
     with pytest.raises(ValueError, match="num_particles"):
-        with nested_resample(log_weight=torch.zeros(2, 3)):
-            pass
+        resample_ancestors(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="num_particles"):
+        nested_resample(indices=torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="multinomial"):
-        with nested_resample(log_weight=torch.zeros(3), method="stratified"):
-            pass
+        resample_ancestors(torch.zeros(3), "stratified")
+    three = torch.zeros(3, dtype=torch.long)
     with pytest.raises(ValueError, match="particle dimension"):
-        with pyro.plate("particles", 4, dim=-1), nested_resample(log_weight=torch.zeros(3)):
+        with pyro.plate("particles", 4, dim=-1), nested_resample(indices=three):
             pyro.sample("z", dist.Normal(0.0, 1.0), obs=torch.zeros(4))

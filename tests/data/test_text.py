@@ -1,8 +1,6 @@
 """Text corpora: every reader round-trips through its writer, bad input is refused with file,
 line and problem, empty documents are dropped and counted, the bundled and shared corpora load."""
 
-import argparse
-import json
 import logging
 
 import numpy as np
@@ -14,7 +12,6 @@ from zoo.data import load
 from zoo.data.text import (
     DEFAULT_20NEWS_DIR,
     SparseCountsSplit,
-    add_data_prepare_parser,
     corpus_counts,
     prepare_corpus,
     read_text,
@@ -87,20 +84,6 @@ def test_raw_text_keeps_order_and_round_trips_through_prepare(tmp_path):
     assert dataset.meta["dropped_empty"] == 2 and len(dataset.train) + len(dataset.test) == 3
     counts, tokens = corpus_counts(dataset)
     assert counts.sum() == sum(len(t) for t in tokens) == lengths.sum()
-
-
-def test_cli_prepare(tmp_path, capsys):
-    (tmp_path / "d.txt").write_text("alpha beta beta\nbeta gamma\nalpha gamma delta\n")
-    parser = argparse.ArgumentParser(prog="zoo")
-    data = parser.add_subparsers(dest="command").add_parser("data").add_subparsers(dest="action")
-    add_data_prepare_parser(data)
-    out = tmp_path / "c.npz"
-    args = parser.parse_args(["data", "prepare", str(tmp_path / "d.txt"), "--vocab-size", "3",
-                              "--out", str(out), "--min-df", "2", "--stop-words", "none"])
-    assert args.func(args) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["vocab_size"] == 3 and summary["documents"] == 3 and summary["min_df"] == 2
-    assert read_npz(out).vocab == ["alpha", "beta", "gamma"]
 
 
 def test_loaders_split_and_batch(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SMOKE = ["train_throughput", "importance", "deep_models", "nested_vi"]
 NOT_SMOKED = {"topic_models", "correlated_topics", "nested_vi_reference"}
 

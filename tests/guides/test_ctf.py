@@ -10,6 +10,7 @@ from torch.distributions import kl_divergence
 from guides.ctf import CentralizedFlowGuide, householder_product, rotated_normal
 from guides.householder import HouseholderNormal
 from zoo.registry import get_guide, get_model
+from zoo.schedules import Progress
 
 K = 6
 
@@ -132,9 +133,11 @@ def test_rotation_waits_for_the_ctm_prior_warmup():
     q = guide.site_dist("doc_logits", loc, scale, None)
     assert torch.allclose(q.loc, loc)  # warm-up: U = I, the diagonal guide's q
     assert torch.allclose(q.covariance_matrix, torch.diag_embed(scale**2), atol=1e-5)
-    x = torch.poisson(2 * torch.ones(8, 20))
-    for _ in range(2):  # one epoch of 8 documents, then the warm-up is over
-        model.train()(x, num_data=8)
+    # after one epoch of documents the engine's schedule switches model and guide together
+    switch = model.default_schedules()["prior_learning"]
+    value = switch(Progress(step=2, steps_per_epoch=1, epoch=1.0))
+    for module in (model, guide):
+        module.set_annealed("prior_learning", value)
     assert bool(model.prior_learning)
     q = guide.site_dist("doc_logits", loc, scale, None)
     u = guide.rotation("doc_logits", loc)

@@ -110,11 +110,11 @@ def test_every_registered_model_trains_evaluates_through_the_cli(model, tmp_path
     from zoo.registry import find_model
 
     cls = find_model(model)
-    if getattr(cls, "graph_input", False):  # needs token order: raw text
+    if cls.graph_input:  # needs token order: raw text
         docs = tmp_path / "docs.txt"
         docs.write_text("\n".join(DOCS * 10) + "\n")
         data = [str(docs), "--data-opt", "stop_words=null", "--model-opt", "num_topics=2"]
-    elif hasattr(cls, "topic_word_matrix"):
+    elif cls.topic_model:
         size = "num_topics" if "num_topics" in inspect.signature(cls).parameters else "latent_dim"
         data = ["reuters", "--model-opt", f"{size}=5"]
     elif cls().config.get("likelihood") == "bernoulli":

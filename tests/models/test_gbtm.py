@@ -1,8 +1,5 @@
-"""GraphBTM: biterm extraction on a hand-made document, mini-corpus batches, the GCN's
-normalized adjacency, and recovery of planted topics from a synthetic short-text corpus.
-
-``zoo.models.gbtm`` is imported inside the tests, not at collection, so that the registry-wide
-pair test sees GraphBTM only through ``zoo.models`` (see the module's registration note)."""
+"""GraphBTM: biterm extraction on a hand-made document, mini-corpus batches, and recovery of
+planted topics from a synthetic short-text corpus (its encoder: tests/guides/test_gcn_normal.py)."""
 
 import numpy as np
 import pytest
@@ -72,37 +69,12 @@ def test_biterm_dataset_needs_token_order(tmp_path):
     assert data.train.batch(torch.arange(2), torch.Generator().manual_seed(0)).shape[1:] == (4, 4)
 
 
-def test_gcn_adjacency_is_the_renormalized_one():
-    from zoo.models.gbtm import graph_batch
-
-    a = torch.tensor([[[0.0, 2.0, 0.0], [2.0, 1.0, 1.0], [0.0, 1.0, 0.0]]])
-    adjacency, features = graph_batch(a.to_sparse())
-    a_tilde = a[0] + torch.eye(3)
-    d = a_tilde.sum(-1).rsqrt()
-    torch.testing.assert_close(adjacency.to_dense(), d[:, None] * a_tilde * d[None, :])
-    torch.testing.assert_close(features.to_dense(), torch.log1p(a[0]))
-
-
-def test_gcn_guide_fits_graph_models_only():
-    from zoo.models.gbtm import GCNNormalGuide
-    from zoo.registry import get_guide, get_model, list_guides
-
-    gbtm = get_model("gbtm", input_dim=30, num_topics=4)
-    assert "gcn_normal" in list_guides(gbtm)
-    assert "ctf" not in list_guides(gbtm)
-    assert "does not declare graph_input" in GCNNormalGuide.why_not(get_model("ctm"))
-    guide = get_guide("gcn_normal", gbtm)
-    x = gbtm.example_batch(5)
-    assert guide(x)["doc_logits"].shape == (5, 4)
-
-
 def test_recovers_planted_topics_from_short_texts():
     """Four disjoint 10-word topics, 1,500 single-topic texts of 6-12 words, mini-corpora of 3.
     Topics are read as the decoder's word distribution at theta = e_k (eval mode); after
     Hungarian matching their cosine to the planted topics averages >= 0.65 (measured 0.73; the
     untrained model scores 0.51) and their top-10 words are >= 70 % right on average (measured
     80 %)."""
-    import zoo.models.gbtm  # noqa: F401  (registers "gbtm" and "gcn_normal")
     from zoo.registry import get_guide, get_model
     from zoo.train import fit
 

@@ -11,6 +11,7 @@ from zoo.data import Dataset, TensorSplit
 from zoo.models.ctm import top_correlated_pairs, topic_correlations
 from zoo.models.priors import dirichlet_laplace_approximation
 from zoo.registry import get_guide, get_model, list_guides
+from zoo.schedules import Progress
 from zoo.train import fit
 
 K, V = 6, 60
@@ -193,25 +194,25 @@ def _prior_grads(model, x, num_data):
 
 def test_prior_is_held_fixed_during_the_warmup_then_learned():
     model = get_model("ctm", input_dim=V, num_topics=K, prior_warmup=1.5)
+    switch = model.default_schedules()["prior_learning"]
     x = torch.poisson(3 * torch.ones(10, V))
-    for _ in range(3):  # batches of 10 after 0, 10, 20 documents: within 1.5 epochs of 20
+    for seen in (0, 10, 20):  # batches of 10 after 0, 10, 20 documents: within 1.5 epochs of 20
+        model.set_annealed("prior_learning", switch(Progress(1, 2, epoch=seen / 20)))
         offdiag, loc = _prior_grads(model, x, num_data=20)
         assert offdiag is None and loc is None
-    offdiag, loc = _prior_grads(model, x, num_data=20)  # 30 seen: the warm-up is over
+    model.set_annealed("prior_learning", switch(Progress(4, 2, epoch=30 / 20)))  # 30 seen: over
+    offdiag, loc = _prior_grads(model, x, num_data=20)
     assert offdiag is not None and loc.abs().sum() > 0
-    assert float(model.docs_seen) == 40
-    model.eval()  # evaluation does not advance the clock
-    model(x, 20)
-    assert float(model.docs_seen) == 40
-    assert {"docs_seen", "prior_learning"} <= set(model.state_dict())  # resumes the schedule
+    assert "prior_learning" in model.state_dict()  # a checkpoint keeps the switch
     never = get_model("ctm", input_dim=V, num_topics=K, learn_prior=False, prior_warmup=0)
+    assert never.default_schedules() == {}
     assert _prior_grads(never, x, num_data=20) == (None, None)
     with pytest.raises(ValueError, match="prior_warmup"):
         get_model("ctm", prior_warmup=-1)
 
 
 def test_word_counts_density_is_the_multinomial():
-    from zoo.models.ctm import WordCounts
+    from zoo.models.word_counts import WordCounts
 
     logits = torch.randn(3, V)
     x = torch.distributions.Multinomial(40, logits=logits).sample()

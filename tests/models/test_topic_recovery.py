@@ -60,7 +60,7 @@ def fit_bars(data, model_name, guide_name, model_config, epochs, lr, batch_size=
              objective="trace", betas=(0.9, 0.999), guide_options=None, seed=0):
     pyro.set_rng_seed(seed)
     model = get_model(model_name, input_dim=GRID * GRID, num_topics=2 * GRID, **model_config)
-    options = {**getattr(model, "default_guide_options", {}), **(guide_options or {})}
+    options = {**model.default_guide_options, **(guide_options or {})}
     guide = get_guide(guide_name, model, **options)
     history = fit(model, guide, data, epochs=epochs, lr=lr, betas=betas, batch_size=batch_size,
                   objective=objective, seed=seed, progress=False)

@@ -9,10 +9,11 @@ import pyro
 import pytest
 import torch
 
-from zoo import cli, evaluation
+from zoo import cli
 from zoo import topics as zoo_topics
 from zoo.data.dataset import Dataset
 from zoo.data.text import SparseCountsSplit
+from zoo.models import lda_bounds
 from zoo.registry import get_guide, get_model
 
 
@@ -60,7 +61,7 @@ def test_lda_dirichlet_refinement_is_the_benchmarks_formula(seed):
     def initial(x):
         return guide.local_concentration(guide.local_parameters(x)["doc_topics"])
 
-    expected, _ = evaluation.lda_heldout_bounds(
+    expected, _ = lda_bounds.lda_heldout_bounds(
         data.test, means["topic_words"], model.alpha, initial, model.local_update,
         coordinate_steps=10, gradient_steps=5, num_particles=64, seed=scoring_seed)
     np.testing.assert_allclose(refined, expected, rtol=1e-5)
