@@ -206,3 +206,119 @@ def test_max_seconds_stops_after_the_epoch_that_spends_it(data, tmp_path):
     history = fit(model, guide, data, epochs=50, batch_size=64, max_seconds=1e-9,
                   out_dir=tmp_path, resume=True, progress=False)
     assert len(history) == 1  # a resumed run past its budget trains nothing more
+
+
+def test_a_run_that_diverges_in_epoch_one_keeps_its_initial_state_and_resumes(tmp_path, data):
+    torch.manual_seed(0)
+    model, guide = make_pair("diagonal_normal")
+    calls = {"n": 0}
+
+    def poison(module, inputs, output):  # the 2nd decoder call of epoch 1 returns NaN
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] == 2 else output
+
+    handle = model.decoder.register_forward_hook(poison)
+    with pytest.raises(TrainingDiverged, match=r"Loss became nan at epoch 1, step 2\. The last "
+                       r"good checkpoint is kept \(.*checkpoint\.pt, the initial state\)"):
+        with pyro.validation_enabled(False), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+            fit(model, guide, data, epochs=2, batch_size=32, lr=1.0, out_dir=tmp_path,
+                progress=False)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 0
+    handle.remove()
+    model, guide = make_pair("diagonal_normal")
+    history = fit(model, guide, data, epochs=2, batch_size=32, lr=1e-3, out_dir=tmp_path,
+                  resume=True, progress=False)  # a smaller learning rate, honoured
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert [h["epoch"] for h in history] == [1, 2] and ckpt["epoch"] == 2
+    assert {group["lr"] for group in ckpt["optimizer"]["param_groups"]} == {1e-3}
+
+
+def test_no_out_dir_says_nothing_was_saved(data):
+    model, guide = make_pair("diagonal_normal")
+    model.decoder.register_forward_hook(lambda m, i, out: out * float("nan"))
+    with pytest.raises(TrainingDiverged, match="Nothing was saved"):
+        with pyro.validation_enabled(False), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+            fit(model, guide, data, epochs=1, progress=False)
+
+
+def test_non_finite_parameters_stop_the_run_and_name_the_parameter(tmp_path, data):
+    """A parameter the loss does not see can still go bad (here by hand; in practice through
+    an overflowing update): the epoch-end check names it and keeps the last checkpoint."""
+    from torch import nn
+
+    model, guide = make_pair("diagonal_normal")
+    model.spare = nn.Parameter(torch.zeros(3))
+    calls = {"n": 0}
+
+    def corrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 12:  # during epoch 2 (8 batches of 32 per epoch)
+            module.spare.data.fill_(float("inf"))
+
+    model.register_forward_pre_hook(corrupt)
+    with pytest.raises(TrainingDiverged, match=r"parameter model\.spare is not finite after "
+                       r"epoch 2\. The last good checkpoint is kept \(.*, epoch 1\)"):
+        fit(model, guide, data, epochs=3, batch_size=32, out_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
+
+
+def test_ctrl_c_says_which_epoch_the_checkpoint_holds(tmp_path, data):
+    from zoo.train import TrainingInterrupted
+
+    model, guide = make_pair("diagonal_normal")
+    calls = {"n": 0}
+
+    def interrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 11:  # the 3rd step of epoch 2
+            raise KeyboardInterrupt
+
+    model.register_forward_pre_hook(interrupt)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(model, guide, data, epochs=3, batch_size=32, out_dir=tmp_path, progress=False)
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    assert stopped.value.epoch == 1 and stopped.value.checkpoint == tmp_path / CHECKPOINT
+    assert "stopped during epoch 2; the checkpoint holds epoch 1" in str(stopped.value)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
+
+
+def test_one_line_per_epoch_when_stderr_is_not_a_terminal(data, capsys):
+    model, guide = make_pair("diagonal_normal")
+    fit(model, guide, data, epochs=2, batch_size=64, progress=None)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and lines[1].startswith("epoch   2/2  train loss")
+    assert "held-out ELBO" in lines[1]
+
+
+def test_reading_the_loss_back_every_few_steps_finds_the_first_bad_step(tmp_path, data,
+                                                                         monkeypatch):
+    """The GPU path (the loss read every SYNC_EVERY steps), run on the CPU: same history as
+    reading every step, and a NaN is reported at the step where it happened."""
+    import zoo.train
+
+    def run(sync_every, out_dir, poison_at=None):
+        monkeypatch.setitem(zoo.train.SYNC_EVERY, "cpu", sync_every)
+        torch.manual_seed(0)
+        model, guide = make_pair("diagonal_normal")
+        if poison_at is not None:
+            calls = {"n": 0}
+
+            def poison(module, inputs, output):
+                calls["n"] += 1
+                return output * float("nan") if calls["n"] == poison_at else output
+
+            model.decoder.register_forward_hook(poison)
+        return fit(model, guide, data, epochs=2, batch_size=32, seed=1, out_dir=out_dir,
+                   progress=False)
+
+    clocks = ("seconds", "cpu_seconds", "points_per_second")
+    every, fourth = run(1, tmp_path / "a"), run(4, tmp_path / "b")
+    assert [{k: v for k, v in h.items() if k not in clocks} for h in every] == \
+        [{k: v for k, v in h.items() if k not in clocks} for h in fourth]
+    with pytest.raises(TrainingDiverged, match=r"Loss became nan at epoch 2, step 2\."):
+        with pyro.validation_enabled(False), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+            run(4, tmp_path / "c", poison_at=11)  # 8 steps and 1 evaluation, then step 2
+    assert load_checkpoint(tmp_path / "c" / CHECKPOINT)["epoch"] == 1

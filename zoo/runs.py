@@ -88,9 +88,10 @@ def jsonable(obj):
 
 
 # ------------------------------------------------------------------------------ RNG states
-def rng_state(generator: torch.Generator | None = None) -> dict:
-    """Every random stream a run draws from: Python, NumPy, torch (CPU, CUDA) and the data
-    generator when there is one."""
+def rng_state(generator: torch.Generator | None = None, **generators) -> dict:
+    """Every random stream a run draws from: Python, NumPy, torch (CPU, CUDA), the data
+    generator when there is one (``"data"``), and any other named ``generators`` (the engine's
+    generator on the data's device)."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
@@ -98,17 +99,23 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
     }
     if generator is not None:
         state["data"] = generator.get_state()
+    for name, other in generators.items():
+        if other is not None:
+            state[name] = other.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+def set_rng_state(state: dict, generator: torch.Generator | None = None, **generators) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if generator is not None:
         generator.set_state(state["data"])
+    for name, other in generators.items():
+        if other is not None and name in state:
+            other.set_state(state[name])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

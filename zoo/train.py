@@ -16,15 +16,23 @@ a model and guide on a dataset, :func:`fit`; :class:`NestedTask`: a nested-VI sa
   global RNG for the latent draws), gradient clipping where asked;
 - schedules for anything annealed (KL warm-up, CTM's prior warm-up), evaluated before every
   step (:mod:`zoo.schedules`);
-- a tqdm bar with the loss and the rate, quiet when asked or when stderr is not a terminal;
-- held-out metrics after every epoch, appended to ``metrics.jsonl``;
-- a checkpoint after every epoch, written atomically (:mod:`zoo.runs`) with the task's modules,
-  optimizer, epoch, history, schedule clock and every RNG state, so ``resume=True`` continues
-  exactly: two epochs in one go equal one epoch, a resume and one more, bit for bit;
-- a :class:`TrainingDiverged` error on a non-finite loss, naming the epoch and step, which leaves
-  the last good checkpoint untouched;
-- ``device="auto"|"cpu"|"cuda"``, and under ``torchrun`` PyTorch's ``DistributedDataParallel``
-  around the loss module with the data sharded by ``DistributedSampler``.
+- a tqdm bar with the loss and the rate on a terminal, one line per epoch elsewhere (a log, CI,
+  ``nohup``), nothing when asked to be quiet;
+- held-out metrics every ``eval_every`` epochs and after the last, appended to
+  ``metrics.jsonl``; a training-seconds budget (``max_seconds``);
+- a checkpoint of the initial state and after every epoch, written atomically (:mod:`zoo.runs`)
+  with the task's modules, optimizer, epoch, history, schedule clock and every RNG state, so
+  ``resume=True`` continues exactly: two epochs in one go equal one epoch, a resume and one
+  more, bit for bit (a learning rate passed on resume replaces the checkpoint's);
+- a :class:`TrainingDiverged` error on a non-finite loss (naming the epoch and step) or
+  non-finite parameters after an epoch (naming the parameter), which leaves the last good
+  checkpoint untouched, and a :class:`TrainingInterrupted` on Ctrl-C that says which epoch the
+  checkpoint holds;
+- ``device="auto"|"cpu"|"cuda[:N]"``: the training split is held on the device when it can be
+  (:meth:`zoo.data.dataset.Split.to`), binarized there from a generator on that device, and on a
+  GPU the loss is read back every few steps, not every step; under ``torchrun``, PyTorch's
+  ``DistributedDataParallel`` around the loss module with the data sharded by
+  ``DistributedSampler``.
 """
 
 from __future__ import annotations
@@ -51,7 +59,21 @@ from zoo.schedules import KL_WEIGHT, LinearWarmup, Progress
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint (if any) is kept."""
+    """The loss or a parameter became NaN or infinite; the last good checkpoint (if any) is
+    kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``epoch`` is the last epoch saved in ``checkpoint`` (0: the
+    initial state; ``checkpoint`` is None when no run folder was written)."""
+
+    def __init__(self, epoch: int, checkpoint):
+        super().__init__(f"stopped during epoch {epoch + 1}; the checkpoint holds epoch {epoch}")
+        self.epoch, self.checkpoint = epoch, checkpoint
+
+
+#: steps between reads of the loss on the host (each read waits for the device)
+SYNC_EVERY = {"cpu": 1, "cuda": 25}
 
 
 @dataclass
@@ -140,6 +162,11 @@ class VariationalTask:
         self.rank, self.world_size = rank, world_size
         self.extra_metrics = extra_metrics
         self.num_data = len(data.train)
+        # The training split held on the device; batches binarize there, from a generator on
+        # that device when it is not the CPU (seeded like the CPU one, saved in checkpoints).
+        self.train_split = data.train.to(device)
+        self.device_generator = (None if device.type == "cpu" else
+                                 torch.Generator(device).manual_seed(config.seed + rank))
         elbo = get_objective(
             config.objective,
             num_particles=config.num_particles,
@@ -184,9 +211,13 @@ class VariationalTask:
             perm = torch.tensor(list(sampler))
         return list(perm.split(self.config.batch_size))
 
+    def named_parameters(self):
+        return self.loss_fn.named_parameters()
+
     def step(self, index: torch.Tensor, generator: torch.Generator):
         """``(loss per data point, data points)`` of one batch."""
-        x = self.data.train.batch(index, generator).to(self.device, non_blocking=True)
+        x = self.train_split.batch(index, self.device_generator or generator)
+        x = x.to(self.device, non_blocking=True)  # a no-op for a split held on the device
         return self.train_module(x, num_data=self.num_data) / self.num_data, len(index)
 
     def train(self):
@@ -224,10 +255,14 @@ class NestedTask:
         # Alone, the sweep back-propagates level by level (memory O(S), not O(SK)); under
         # DistributedDataParallel the engine backpropagates, so gradients are all-reduced.
         self.backward_inside = world_size == 1
+        self.device_generator = None
         self.done = 0
 
     def annealed_modules(self):
         return ()
+
+    def named_parameters(self):
+        return self.programs.named_parameters()
 
     def modules(self) -> dict[str, nn.Module]:
         return {"programs": self.programs}
@@ -331,9 +366,11 @@ def fit_nested(programs, objective, *, num_particles: int, iterations: int, eval
 
 
 # ------------------------------------------------------------------------------- the loop
-def _diverged(what: str, out_dir) -> str:
-    where = f"{out_dir / CHECKPOINT}" if out_dir is not None else "no out_dir was given"
-    return (f"{what}. The last good checkpoint is kept ({where}). "
+def _diverged(what: str, out_dir, saved_epoch: int) -> str:
+    if out_dir is None:
+        return f"{what}. Nothing was saved (no out_dir). Lower the learning rate, or set clip_norm."
+    state = "the initial state" if saved_epoch == 0 else f"epoch {saved_epoch}"
+    return (f"{what}. The last good checkpoint is kept ({out_dir / CHECKPOINT}, {state}). "
             "Lower the learning rate, or set clip_norm.")
 
 
@@ -357,25 +394,49 @@ def train(task, config: TrainConfig, generator: torch.Generator, *, out_dir=None
         for name, module in task.modules().items():
             module.load_state_dict(ckpt[name])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # the settings passed now, not the saved ones
+            group["lr"], group["betas"] = config.lr, tuple(config.betas)
         history = ckpt["history"]
         start_epoch = ckpt["epoch"]
         clock = dict(ckpt.get("clock", clock))
-        runs.set_rng_state(ckpt["rng"], generator)
+        runs.set_rng_state(ckpt["rng"], generator, data_device=task.device_generator)
         if writer:  # metrics.jsonl may hold epochs past the checkpoint if a run was killed
             runs.rewrite_metrics(out_dir, history)
     elif writer and (out_dir / METRICS).exists():
         (out_dir / METRICS).unlink()
     task.done = clock["step"]
 
-    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
+    def save(epoch: int):
+        checkpoint = {
+            **{name: module.state_dict() for name, module in task.modules().items()},
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "clock": dict(clock),
+            "rng": runs.rng_state(generator, data_device=task.device_generator),
+            "train_config": asdict(config),
+        }
+        if extra_state is not None:
+            checkpoint["config"] = extra_state
+        runs.atomic_save(checkpoint, out_dir / CHECKPOINT)
+
+    if writer and not resume:
+        save(0)  # the initial state: a run that diverges in epoch 1 can resume with a lower lr
+    saved = start_epoch
+    tty = sys.stderr.isatty() if progress is None else progress
+    bar, lines = tty and rank == 0, progress is not False and rank == 0
     for epoch in range(start_epoch, config.epochs):
         if out_of_time(config, clock):
             break
         batches = task.batches(epoch, generator)
-        train_loss, seen, seconds, cpu_seconds, values = _train_epoch(
-            task, params, optimizer, batches, generator, config, epoch + 1, show, out_dir,
-            schedules, clock)
+        try:
+            train_loss, seen, seconds, cpu_seconds, values = _train_epoch(
+                task, params, optimizer, batches, generator, config, epoch + 1, bar, out_dir,
+                schedules, clock, saved)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(saved, out_dir / CHECKPOINT if writer else None) from None
         task.done = clock["step"]
+        _check_parameters(task, epoch + 1, out_dir, saved)
         last = epoch + 1 == config.epochs or out_of_time(config, clock)
         record = {
             "epoch": epoch + 1,
@@ -389,27 +450,28 @@ def train(task, config: TrainConfig, generator: torch.Generator, *, out_dir=None
         }
         history.append(record)
         if writer:
-            checkpoint = {
-                **{name: module.state_dict() for name, module in task.modules().items()},
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "clock": dict(clock),
-                "rng": runs.rng_state(generator),
-                "train_config": asdict(config),
-            }
-            if extra_state is not None:
-                checkpoint["config"] = extra_state
-            runs.atomic_save(checkpoint, out_dir / CHECKPOINT)  # first the checkpoint, then
-            runs.append_metrics(out_dir, record)  # the log
-        if show:
+            save(epoch + 1)  # first the checkpoint, then the log
+            runs.append_metrics(out_dir, record)
+            saved = epoch + 1
+        if lines:
             shown = "".join(f"  {label} {record[key]:.3f}" for key, label in (
                 ("heldout_elbo", "held-out ELBO"), ("log_z", "log Z-hat")) if key in record)
-            tqdm.write(f"epoch {epoch + 1:3d}  train loss {train_loss:.3f}{shown}  "
-                       f"{seconds:.1f}s")
+            line = (f"epoch {epoch + 1:3d}/{config.epochs}  train loss {train_loss:.3f}{shown}  "
+                    f"{seconds:.1f}s")
+            tqdm.write(line) if bar else print(line, file=sys.stderr, flush=True)
         if last:
             break
     return history
+
+
+def _check_parameters(task, epoch: int, out_dir, saved: int) -> None:
+    """Non-finite gradients reach the parameters through the optimizer: check them once an
+    epoch (one read from the device per parameter tensor)."""
+    for name, p in task.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise TrainingDiverged(_diverged(
+                f"parameter {name} is not finite after epoch {epoch}",
+                out_dir, saved))
 
 
 def out_of_time(config: TrainConfig, clock: dict) -> bool:
@@ -418,14 +480,35 @@ def out_of_time(config: TrainConfig, clock: dict) -> bool:
 
 
 def _train_epoch(task, params, optimizer, batches, generator, config: TrainConfig, epoch: int,
-                 show: bool, out_dir, schedules: dict, clock: dict):
+                 show: bool, out_dir, schedules: dict, clock: dict, saved: int):
     """One pass over ``batches``; returns (mean loss per data point, points seen, seconds,
-    CPU seconds of this process, the schedules' last values); advances ``clock``."""
+    CPU seconds of this process, the schedules' last values); advances ``clock``.
+
+    The losses are read back on the host every ``SYNC_EVERY[device]`` steps (every step on the
+    CPU, where reading costs nothing, so a non-finite loss stops the run before the optimizer
+    takes its step; on a GPU a few steps later, the checkpoint on disk untouched either way)."""
     task.train()
     bar = tqdm(total=task.num_data, disable=not show, unit="pt", leave=False,
                desc=f"epoch {epoch}/{config.epochs}")
     start, cpu_start, total_loss, seen = time.perf_counter(), time.process_time(), 0.0, 0
     seconds_before, values = clock["seconds"], {}
+    sync_every = SYNC_EVERY.get(task.device.type, 1)
+    pending: list[tuple[int, torch.Tensor, int]] = []  # (step, loss, points) not yet read
+
+    def read_back():
+        nonlocal total_loss, seen
+        losses = torch.stack([loss for _, loss, _ in pending]).tolist()
+        for (step, _, points), value in zip(pending, losses):
+            if not math.isfinite(value):
+                bar.close()
+                raise TrainingDiverged(_diverged(
+                    f"Loss became {value} at epoch {epoch}, step {step + 1}", out_dir, saved))
+            total_loss += value * points
+            seen += points
+            bar.update(points)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        pending.clear()
+
     for step, index in enumerate(batches):
         clock["step"] += 1
         now = Progress(step=clock["step"], steps_per_epoch=len(batches),
@@ -448,12 +531,10 @@ def _train_epoch(task, params, optimizer, batches, generator, config: TrainConfi
             bar.close()
             raise TrainingDiverged(_diverged(
                 f"non-finite parameters at epoch {epoch}, step {step + 1} "
-                f"({_first_line(e)})", out_dir)) from e
-        value = loss.item()
-        if not math.isfinite(value):
-            bar.close()
-            raise TrainingDiverged(_diverged(
-                f"Loss became {value} at epoch {epoch}, step {step + 1}", out_dir))
+                f"({_first_line(e)})", out_dir, saved)) from e
+        pending.append((step, loss.detach(), points))
+        if len(pending) >= sync_every:
+            read_back()
         if not task.backward_inside:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -462,11 +543,9 @@ def _train_epoch(task, params, optimizer, batches, generator, config: TrainConfi
         optimizer.step()
         if task.backward_inside:
             optimizer.zero_grad(set_to_none=True)
-        total_loss += value * points
-        seen += points
         clock["points"] += points
-        bar.update(points)
-        bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+    if pending:
+        read_back()
     bar.close()
     seconds = time.perf_counter() - start
     clock["seconds"] = seconds_before + seconds

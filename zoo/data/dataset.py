@@ -5,6 +5,11 @@ A split materializes batches on demand (``split.batch(index, generator)``), so a
 words stays sparse until a batch is needed, and a Bernoulli image model sees a fresh binarization
 of its training images on every pass (dynamic binarization) while its test images are binarized
 once, with a fixed seed, so every evaluation scores the same binary images.
+
+``split.to(device)`` is the split as the engine trains on it: its batches come out on ``device``.
+By default each batch is materialized where the split keeps its data and then copied; a
+:class:`TensorSplit` moves its values to the device once and binarizes there (with a generator
+on that device), so a GPU epoch copies nothing from the host.
 """
 
 from __future__ import annotations
@@ -37,6 +42,32 @@ class Split:
     def dense(self) -> torch.Tensor:
         return self.batch(torch.arange(len(self)))
 
+    def to(self, device) -> Split:
+        """This split with its batches on ``device`` (itself on the CPU)."""
+        device = torch.device(device)
+        return self if device.type == "cpu" else DeviceSplit(self, device)
+
+
+class DeviceSplit(Split):
+    """A split whose batches are materialized by ``split`` and then copied to ``device``."""
+
+    def __init__(self, split: Split, device: torch.device):
+        self.split, self.device = split, device
+        self.binarize, self.tokens = split.binarize, split.tokens
+
+    def __len__(self):
+        return len(self.split)
+
+    @property
+    def num_features(self):
+        return self.split.num_features
+
+    def batch(self, index, generator=None):
+        return self.split.batch(index.cpu(), generator).to(self.device, non_blocking=True)
+
+    def to(self, device) -> Split:
+        return self.split.to(device)
+
 
 class TensorSplit(Split):
     """Rows of a dense tensor ``[N, D]``.
@@ -62,10 +93,21 @@ class TensorSplit(Split):
         return self.values.shape[1]
 
     def batch(self, index, generator=None):
+        """Rows ``index`` on the values' device; dynamic binarization draws from ``generator``,
+        which must live on that device too."""
         x = self.values[index]
         if self.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
         return x
+
+    def to(self, device) -> Split:
+        """The same rows held on ``device`` (binarized there, from a generator on it)."""
+        device = torch.device(device)
+        if self.values.device == device:
+            return self
+        moved = TensorSplit.__new__(TensorSplit)
+        moved.values, moved.binarize = self.values.to(device), self.binarize
+        return moved
 
 
 @dataclass
