@@ -322,3 +322,45 @@ def test_reading_the_loss_back_every_few_steps_finds_the_first_bad_step(tmp_path
             warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
             run(4, tmp_path / "c", poison_at=11)  # 8 steps and 1 evaluation, then step 2
     assert load_checkpoint(tmp_path / "c" / CHECKPOINT)["epoch"] == 1
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+    ("batch_size", 0, "batch_size must be an integer >= 1"),
+    ("num_particles", 0, "num_particles must be an integer >= 1"),
+    ("lr", -1.0, "lr must be a finite number > 0"),
+    ("lr", float("nan"), "lr must be a finite number > 0"),
+    ("clip_norm", -1.0, "clip_norm must be a finite number > 0 or None"),
+    ("betas", (0.9, 1.5), r"betas must be two numbers in \[0, 1\)"),
+    ("seed", -3, "seed must be an integer >= 0"),
+    ("eval_every", 0, "eval_every must be an integer >= 1"),
+    ("max_seconds", 0, "max_seconds must be a finite number > 0 or None"),
+    ("device", "gpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    ("epochs", 2.5, "epochs must be an integer >= 1, got 2.5"),
+])
+def test_training_options_are_checked_before_any_work(data, option, value, message):
+    model, guide = make_pair("diagonal_normal")
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=message):
+        fit(model, guide, data, progress=False, **{option: value})
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_unknown_training_options_are_named(data):
+    model, guide = make_pair("diagonal_normal")
+    with pytest.raises(ValueError, match="unknown training option.*learning_rate"):
+        fit(model, guide, data, learning_rate=1e-3, progress=False)
+
+
+def test_the_engine_moves_the_data_to_the_model_not_the_model_to_the_data(data):
+    """A float64 model trained on float32 data: the batches are converted, the model stays."""
+    torch.manual_seed(0)
+    model, guide = make_pair("diagonal_normal")
+    model.double()
+    guide.double()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    history = fit(model, guide, data, epochs=1, batch_size=64, progress=False)
+    assert set(seen) == {torch.float64} and all(p.dtype == torch.float64
+                                                for p in model.parameters())
+    assert history[0]["train_loss"] == history[0]["train_loss"]  # finite, not NaN

@@ -204,8 +204,8 @@ def cmd_evaluate(args):
     pyro.set_rng_seed(args.seed)
     summary = {
         "epochs": ckpt["epoch"],
-        "heldout_elbo": heldout_elbo(model, guide, dataset.test, num_particles=args.elbo_particles,
-                                     device=args.device),
+        "heldout_elbo": heldout_elbo(model, guide, dataset.test,
+                                     num_particles=args.elbo_particles),
     }
     summary.update(extra_metrics(model, guide, dataset, refine_steps=args.refine))
     if args.num_particles:

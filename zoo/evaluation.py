@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from pyro.infer import Trace_ELBO
 
+from zoo.models.base import like_module
+
 
 def batched(split, batch_size: int):
     """Yield consecutive dense batches of a :class:`~zoo.data.dataset.Split`, in order."""
@@ -27,9 +29,9 @@ def batched(split, batch_size: int):
 
 
 @torch.no_grad()
-def heldout_elbo(model, guide, split, batch_size: int = 1000, num_particles: int = 1,
-                 device=None) -> float:
-    """Mean ELBO per data point of ``split`` (nats; higher is better)."""
+def heldout_elbo(model, guide, split, batch_size: int = 1000, num_particles: int = 1) -> float:
+    """Mean ELBO per data point of ``split`` (nats; higher is better); batches go to the
+    model's device and dtype."""
     was_training = model.training, guide.training
     model.eval()
     guide.eval()
@@ -40,9 +42,7 @@ def heldout_elbo(model, guide, split, batch_size: int = 1000, num_particles: int
     )
     total = 0.0
     for x in batched(split, batch_size):
-        if device is not None:
-            x = x.to(device)
-        total += elbo.loss(model, guide, x)  # -sum_n ELBO_n over the batch (scale 1)
+        total += elbo.loss(model, guide, like_module(x, model))  # -sum_n ELBO_n (scale 1)
     model.train(was_training[0])
     guide.train(was_training[1])
     return -total / len(split)

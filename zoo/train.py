@@ -42,7 +42,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pyro
@@ -53,6 +53,7 @@ from tqdm import tqdm
 from zoo import runs
 from zoo.evaluation import heldout_elbo
 from zoo.infer.objectives import get_objective, training_loss
+from zoo.models.base import like_module
 from zoo.poutine.latent_scale_messenger import scale_latents
 from zoo.runs import CHECKPOINT, METRICS  # noqa: F401  (re-exported: the run folder's names)
 from zoo.schedules import KL_WEIGHT, LinearWarmup, Progress
@@ -106,19 +107,67 @@ class TrainConfig:
     #: budget; None: train all ``epochs``
     max_seconds: float | None = None
 
+    def check(self) -> TrainConfig:
+        """Refuse values that cannot train (a ``ValueError`` naming the field); returns self."""
+        def count(name, minimum=1):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+        def positive(name, allow_none=False, strict=True):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and (value > 0 if strict else value >= 0))
+            if not ok:
+                what = "a finite number " + ("> 0" if strict else ">= 0")
+                raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, "
+                                 f"got {value!r}.")
+
+        for name in ("num_particles", "epochs", "batch_size", "eval_batch_size",
+                     "eval_particles", "eval_every"):
+            count(name)
+        count("seed", minimum=0)
+        positive("lr")
+        positive("clip_norm", allow_none=True)
+        positive("max_seconds", allow_none=True)
+        if not (isinstance(self.kl_warmup, (int, float)) and self.kl_warmup >= 0):  # NaN too
+            raise ValueError(f"kl_warmup is a number of epochs >= 0 (0: no warm-up), got "
+                             f"{self.kl_warmup!r}.")
+        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1
+                                      for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}.")
+        if not isinstance(self.objective_options, dict):
+            raise ValueError(f"objective_options must be a dict, got {self.objective_options!r}.")
+        resolve_device(self.device)
+        return self
+
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) at once, as ``pyro.set_rng_seed`` does."""
     pyro.set_rng_seed(seed)
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device) -> torch.device:
+    """``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"`` as a ``torch.device``; anything else is refused with the names it takes."""
+    if isinstance(device, torch.device):
+        device = str(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device.")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "cpu":
+        return torch.device("cpu")
+    index = device[5:] if isinstance(device, str) and device.startswith("cuda:") else None
+    if device != "cuda" and not (index is not None and index.isdigit()):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device.")
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was asked for, but torch sees "
+                         f"{torch.cuda.device_count()} CUDA device(s): cuda:0 .. "
+                         f"cuda:{torch.cuda.device_count() - 1}.")
     return torch.device(device)
 
 
@@ -167,6 +216,7 @@ class VariationalTask:
         self.train_split = data.train.to(device)
         self.device_generator = (None if device.type == "cpu" else
                                  torch.Generator(device).manual_seed(config.seed + rank))
+
         elbo = get_objective(
             config.objective,
             num_particles=config.num_particles,
@@ -217,7 +267,7 @@ class VariationalTask:
     def step(self, index: torch.Tensor, generator: torch.Generator):
         """``(loss per data point, data points)`` of one batch."""
         x = self.train_split.batch(index, self.device_generator or generator)
-        x = x.to(self.device, non_blocking=True)  # a no-op for a split held on the device
+        x = like_module(x, self.model)  # a no-op for a split held on the device
         return self.train_module(x, num_data=self.num_data) / self.num_data, len(index)
 
     def train(self):
@@ -228,7 +278,7 @@ class VariationalTask:
         self.guide.eval()
         record = {"heldout_elbo": heldout_elbo(
             self.model, self.guide, self.data.test, batch_size=self.config.eval_batch_size,
-            num_particles=self.config.eval_particles, device=self.device)}
+            num_particles=self.config.eval_particles)}
         if self.extra_metrics is not None:
             record.update(self.extra_metrics(self.model, self.guide, self.data))
         return record
@@ -318,10 +368,13 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
         ``cpu_seconds`` of the training pass, ``points_per_second``, the last value of every
         schedule, ...
     """
-    config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
-    if not config.kl_warmup >= 0:  # also refuses NaN
-        raise ValueError(f"kl_warmup is a number of epochs >= 0 (0: no warm-up), got "
-                         f"{config.kl_warmup}.")
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"fit() got unknown training option(s) {', '.join(unknown)}; the "
+                         f"options are TrainConfig's: {', '.join(names)}.")
+    config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).check()
+    model.check_data(data)
     device = resolve_device(config.device)
     rank, world_size = _distributed()
     set_seed(config.seed + rank)

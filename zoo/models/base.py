@@ -243,6 +243,19 @@ class ZooModel(ZooModule):
         raise NotImplementedError(f"model '{self.registry_name}' has no closed-form M-step.")
 
 
+def like_module(x: torch.Tensor, module) -> torch.Tensor:
+    """``x`` on ``module``'s device and, when floating point, in its floating-point type: data go
+    to the model, never the model to the data (a module without parameters takes ``x`` as it
+    is, on its buffers' device if it has any)."""
+    tensor = next(iter(module.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(module.buffers()), None)
+    if tensor is None:
+        return x
+    dtype = tensor.dtype if x.is_floating_point() and tensor.is_floating_point() else None
+    return x.to(tensor.device, dtype=dtype, non_blocking=True)
+
+
 def encoder_input(kind: str, x: torch.Tensor) -> torch.Tensor:
     """Preprocess observations for an encoder: raw values, or log(1 + counts) for word counts
     (it tames the heavy tail of document lengths; NVDM and AVITM feed counts, many reimplementations
