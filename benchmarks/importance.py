@@ -13,8 +13,12 @@ What it shows:
    images (the 359 digits test images tiled) for several chunk sizes, each in a fresh
    subprocess, and at K = 1,000: the peak follows ``chunk_size x batch_size``, not K.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/importance.py`` (``--quick`` for a smoke run).
-Data: ``zoo.data.load("digits")`` (80/20 split, seed 0); seed 0 throughout.
+With ``--device cuda`` ours runs on the GPU (the model is trained on the CPU, then moved), and
+the same call on the CPU is timed beside it; ``Importance`` stays on the CPU, and memory is the
+peak of ``torch.cuda.max_memory_allocated`` during the call.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/importance.py`` (``--quick`` for a smoke run;
+``--device cuda``). Data: ``zoo.data.load("digits")`` (80/20 split, seed 0); seed 0 throughout.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pyro.infer import Importance
 from zoo.data import load
 from zoo.infer.importance import log_likelihood
 from zoo.registry import get_guide, get_model
-from zoo.train import fit
+from zoo.train import fit, resolve_device
 
 
 def trained_vae(epochs: int, seed: int = 0):
@@ -94,6 +98,27 @@ print((max(peak) - before) / 2**20)
 """
 
 
+def timed_log_likelihood(model, guide, x, k, chunk_size, batch_size, device):
+    """``(result, images x particles per second)`` of one call on ``device`` (synchronized)."""
+    model, guide = model.to(device), guide.to(device)
+    log_likelihood(model, guide, x[:4], min(k, 2 * chunk_size), chunk_size, 4)  # warm up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = log_likelihood(model, guide, x, k, chunk_size, batch_size)  # results: on the CPU
+    return result, x.shape[0] * k / (time.perf_counter() - start)
+
+
+def gpu_peak_memory_mib(model, guide, x, chunk_size, num_particles, batch_size, device):
+    """Peak growth of the GPU memory torch allocates during one call (MiB)."""
+    model, guide = model.to(device), guide.to(device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    log_likelihood(model, guide, x, num_particles, chunk_size, batch_size)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
 def peak_memory_mib(chunk_size: int, num_particles: int, batch_size: int) -> float:
     """Peak RSS growth (MiB) during one ``log_likelihood`` call on 1,000 images, sampled every
     2 ms from ``/proc/self/statm`` in a fresh interpreter (so earlier runs leave no cache)."""
@@ -117,22 +142,29 @@ def main(args):
     pyro_rate = x_pyro.shape[0] * k / (time.perf_counter() - start)
 
     x_ours = test[: args.images]
-    log_likelihood(model, guide, x_ours[:4], k, args.chunk_size, 4)  # warm up
-    start = time.perf_counter()
-    ours = log_likelihood(model, guide, x_ours, k, args.chunk_size, args.batch_size)
-    ours_rate = x_ours.shape[0] * k / (time.perf_counter() - start)
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    ours, ours_rate = timed_log_likelihood(model, guide, x_ours, k, args.chunk_size,
+                                           args.batch_size, device)
+    cpu_rate = None
+    if gpu:  # the same call on this machine's CPU, in the same run
+        _, cpu_rate = timed_log_likelihood(model, guide, x_ours, k, args.chunk_size,
+                                           args.batch_size, torch.device("cpu"))
     n = x_pyro.shape[0]
     gap = (ours.log_likelihood[:n] - pyro_est).abs() / ours.stderr[:n].clamp(min=1e-6)
 
     memory = {}
     if not args.quick:
-        for chunk in args.memory_chunks:
-            memory[f"K={args.memory_particles},chunk={chunk}"] = peak_memory_mib(
-                chunk, args.memory_particles, args.batch_size)
         small_k = args.memory_particles // 5  # same chunk, a fifth of the particles
-        chunk = max(c for c in args.memory_chunks if c <= small_k)
-        memory[f"K={small_k},chunk={chunk}"] = peak_memory_mib(
-            chunk, small_k, args.batch_size)
+        small_chunk = max(c for c in args.memory_chunks if c <= small_k)
+        runs_ = [(chunk, args.memory_particles) for chunk in args.memory_chunks]
+        runs_.append((small_chunk, small_k))
+        tiled = test.repeat(3, 1)[:1000]  # 1,000 test images (359 tiled), as the probe does
+        for chunk, particles in runs_:
+            key = f"K={particles},chunk={chunk}"
+            memory[key] = (gpu_peak_memory_mib(model, guide, tiled, chunk, particles,
+                                               args.batch_size, device) if gpu
+                           else peak_memory_mib(chunk, particles, args.batch_size))
 
     result = {
         "benchmark": "importance-sampled log-likelihood, vectorized vs pyro.infer.Importance",
@@ -142,7 +174,11 @@ def main(args):
         "num_particles": k,
         "zoo_images": x_ours.shape[0],
         "pyro_images": n,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if gpu else platform.machine(),
         "zoo_image_particles_per_s": ours_rate,
+        "zoo_cpu_image_particles_per_s": cpu_rate,
+        "speedup_vs_same_call_on_cpu": None if cpu_rate is None else ours_rate / cpu_rate,
         "pyro_image_particles_per_s": pyro_rate,
         "speedup": ours_rate / pyro_rate,
         "zoo_log_likelihood_mean": ours.log_likelihood.mean().item(),
@@ -152,7 +188,8 @@ def main(args):
         "max_gap_in_stderr_vs_pyro": gap.max().item(),
         "chunk_size": args.chunk_size,
         "batch_size": args.batch_size,
-        "peak_rss_growth_mib": memory,
+        "peak_memory_growth_mib": memory,
+        "memory_measure": "torch.cuda.max_memory_allocated" if gpu else "process RSS",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "pyro": pyro.__version__,
@@ -160,17 +197,20 @@ def main(args):
     }
     print(json.dumps(result, indent=2))
     mem = ", ".join(f"{key}: {v:.0f} MiB" for key, v in memory.items()) or "skipped"
-    print("| K | zoo img x particles/s | Importance img x particles/s | speedup | "
-          "log p(x) (K) | ESS | peak RSS growth |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {k} | {ours_rate:,.0f} | {pyro_rate:,.0f} | {ours_rate / pyro_rate:.0f}x | "
-          f"{result['zoo_log_likelihood_mean']:.2f} | {result['zoo_ess_mean']:.1f} | {mem} |")
+    on_cpu = "" if cpu_rate is None else f" ({cpu_rate:,.0f} on the CPU)"
+    print("| device | K | zoo img x particles/s | Importance img x particles/s (CPU) | "
+          "speedup | log p(x) (K) | ESS | peak memory growth |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {result['device_name']} | {k} | {ours_rate:,.0f}{on_cpu} | {pyro_rate:,.0f} | "
+          f"{ours_rate / pyro_rate:.0f}x | {result['zoo_log_likelihood_mean']:.2f} | "
+          f"{result['zoo_ess_mean']:.1f} | {mem} |")
     return result
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--device", default="cpu", help="where ours runs: cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--num-particles", type=int, default=1000)
     parser.add_argument("--images", type=int, default=200)

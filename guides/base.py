@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from zoo.models import checks
 from zoo.models.base import ZooModule, encoder_input
 from zoo.models.nets import mlp
 
@@ -95,7 +96,8 @@ class AmortizedGuide(ZooGuide):
         reason = type(self).why_not(model)
         if reason is not None:
             raise ValueError(f"{type(self).__name__} does not fit {model.registry_name}: {reason}")
-        hidden_dims = tuple(hidden_dims)
+        hidden_dims = checks.sizes("hidden_dims", hidden_dims)
+        checks.probability("dropout", dropout)
         self.options = dict(hidden_dims=hidden_dims, activation=activation, dropout=dropout)
         self.sites = tuple(model.latent_sites())
         self.plate_name = model.plate_name

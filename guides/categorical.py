@@ -63,6 +63,8 @@ class CategoricalGuide(AmortizedGuide):
         return None
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        """The guide program: an amortized categorical q(c | x) for every discrete local site, in
+        the data plate (enumerated when ``enumerate`` is set)."""
         h = self.hidden(x)  # [batch, hidden_dim]
         infer = {"enumerate": self.options["enumerate"]} if self.options["enumerate"] else {}
         with data_plate(self.plate_name, x, num_data):

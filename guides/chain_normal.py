@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from guides.diagonal_normal import DiagonalNormalGuide
+from zoo.models import checks
 from zoo.models.base import data_plate
 from zoo.models.nets import GaussianHead, mlp
 from zoo.registry import register_guide
@@ -55,7 +56,7 @@ class ChainNormalGuide(DiagonalNormalGuide):
     def __init__(self, model, hidden_dims=(400,), link_dims=(100,), activation="softplus",
                  dropout=0.0, batch_norm=False):
         super().__init__(model, hidden_dims, activation, dropout, batch_norm)
-        link_dims = tuple(link_dims)
+        link_dims = checks.sizes("link_dims", link_dims)
         self.options["link_dims"] = link_dims
         # Bottom-up: order[0] is encoded from x, order[i] from the sample of order[i - 1].
         self.order = tuple(reversed(self.sites))
@@ -67,6 +68,8 @@ class ChainNormalGuide(DiagonalNormalGuide):
             del self.heads[above.name]  # its (loc, scale) come from the link, not from x
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        """The guide program: q(z_1 | x) from the encoder, then each layer above from the one below,
+        q(z_{l+1} | z_l), all diagonal Gaussians in the data plate."""
         bottom = self.order[0].name
         loc, scale = self.heads[bottom](self.hidden(x))  # [batch, d_1] each
         with data_plate(self.plate_name, x, num_data):

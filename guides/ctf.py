@@ -56,7 +56,8 @@ import pyro.distributions as dist
 import torch
 import torch.distributions as tdist
 from torch import nn
-from torch.distributions import kl_divergence, register_kl
+from torch.distributions import register_kl
+from torch.distributions.multivariate_normal import _batch_mahalanobis
 
 from guides.diagonal_normal import DiagonalNormalGuide
 from guides.householder import HouseholderNormal
@@ -90,6 +91,32 @@ def rotated_normal(loc: torch.Tensor, scale: torch.Tensor, u: torch.Tensor):
     return dist.MultivariateNormal(new_loc, scale_tril=scale_tril)
 
 
+def mvn_kl(p, q) -> torch.Tensor:
+    r""":math:`\mathrm{KL}(p \,\|\, q)` of two ``MultivariateNormal`` s: torch's closed form,
+    the same operations in the same order, with the batch shapes read as integers (torch reads
+    them with ``torch._C._infer_size``, which refuses the tensor-valued shapes of a
+    ``torch.jit.trace``, so the traced loss of :mod:`zoo.infer.traced` can use it)."""
+    if p.event_shape != q.event_shape:
+        raise ValueError("KL-divergence between two Multivariate Normals with different event "
+                         "shapes cannot be computed")
+    p_tril, q_tril = p._unbroadcasted_scale_tril, q._unbroadcasted_scale_tril
+    half_term1 = (q_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+                  - p_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1))
+    batch = torch.broadcast_shapes(tuple(int(s) for s in q_tril.shape[:-2]),
+                                   tuple(int(s) for s in p_tril.shape[:-2]))
+    n = int(p.event_shape[0])
+    solved = torch.linalg.solve_triangular(q_tril.expand(batch + (n, n)),
+                                           p_tril.expand(batch + (n, n)), upper=False)
+    term2 = solved.reshape(-1, n * n).pow(2).sum(-1).reshape(solved.shape[:-2])  # tr(X X^T)
+    term3 = _batch_mahalanobis(q_tril, q.loc - p.loc)
+    return half_term1 + 0.5 * (term2 + term3 - n)
+
+
+@register_kl(dist.MultivariateNormal, dist.MultivariateNormal)
+def _kl_pyro_mvn_mvn(p, q):  # Pyro's MVNs (this guide's and the CTM prior's): the same KL
+    return mvn_kl(p, q)
+
+
 def _diagonal_as_mvn(p) -> tdist.MultivariateNormal:
     if not (isinstance(p.base_dist, tdist.Normal) and p.reinterpreted_batch_ndims == 1):
         raise NotImplementedError
@@ -99,12 +126,12 @@ def _diagonal_as_mvn(p) -> tdist.MultivariateNormal:
 
 @register_kl(tdist.Independent, tdist.MultivariateNormal)
 def _kl_diagonal_mvn(q, p):
-    return kl_divergence(_diagonal_as_mvn(q), p)
+    return mvn_kl(_diagonal_as_mvn(q), p)
 
 
 @register_kl(tdist.MultivariateNormal, tdist.Independent)
 def _kl_mvn_diagonal(q, p):
-    return kl_divergence(q, _diagonal_as_mvn(p))
+    return mvn_kl(q, _diagonal_as_mvn(p))
 
 
 @register_kl(HouseholderNormal, tdist.MultivariateNormal)
@@ -112,7 +139,7 @@ def _kl_householder_mvn(q, p):
     # The flow applies H(v_1) first, so U = H(v_T) ... H(v_1): reverse the vectors.
     normal = q.base_normal.base_dist
     u = householder_product(q.vectors.flip(-2))
-    return kl_divergence(rotated_normal(normal.loc, normal.scale, u), p)
+    return mvn_kl(rotated_normal(normal.loc, normal.scale, u), p)
 
 
 @register_guide("ctf")
@@ -173,8 +200,10 @@ class CentralizedFlowGuide(DiagonalNormalGuide):
         AVITM-style encoders out of component collapse (README: NPMI 0.16 rotating during CTM's
         warm-up, 0.27 not)."""
         u = self.rotation(name, loc)  # [batch, D, D]
-        if not bool(self.prior_learning):
-            # U = I, with the reflections kept in the graph at zero weight: every parameter
-            # gets a (zero) gradient, as DistributedDataParallel and the registry test expect.
-            u = torch.eye(loc.shape[-1], dtype=loc.dtype, device=loc.device) + 0.0 * u
+        # U = I while the prior is fixed, with the reflections kept in the graph at zero
+        # weight: every parameter gets a (zero) gradient, as DistributedDataParallel and the
+        # registry test expect. Chosen on the device (torch.where on the 0-d buffer), not by
+        # reading the buffer back: no host synchronization per step on a GPU.
+        identity = torch.eye(loc.shape[-1], dtype=loc.dtype, device=loc.device) + 0.0 * u
+        u = torch.where(self.prior_learning, u, identity)
         return rotated_normal(loc, scale, u)

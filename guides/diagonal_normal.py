@@ -56,6 +56,8 @@ class DiagonalNormalGuide(AmortizedGuide):
         return dist.Normal(loc, scale).to_event(1)
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        """The guide program: for every local real-vector site, the distribution of
+        :meth:`site_dist` at the encoder's location and scale, in the data plate."""
         h = self.hidden(x)  # [batch, hidden_dim]
         with data_plate(self.plate_name, x, num_data):
             return {

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from guides.base import ZooGuide
+from zoo.models import checks
 from zoo.models.base import data_plate
 from zoo.models.nets import GaussianHead, mlp
 from zoo.registry import register_guide
@@ -44,6 +45,8 @@ class GraphConvolution(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_out))
 
     def forward(self, adjacency, h):
+        """One graph convolution: ``adjacency @ (h W^T) + b`` (``h`` may be sparse), shape ``[N,
+        d_out]``."""
         hw = torch.sparse.mm(h, self.linear.weight.T) if h.is_sparse else self.linear(h)
         return torch.sparse.mm(adjacency, hw) + self.bias  # [N, d_out]
 
@@ -89,7 +92,9 @@ class GCNNormalGuide(ZooGuide):
         reason = type(self).why_not(model)
         if reason is not None:
             raise ValueError(f"GCNNormalGuide does not fit {model.registry_name}: {reason}")
-        hidden_dims = tuple(hidden_dims)
+        checks.count("gcn_dim", gcn_dim)
+        hidden_dims = checks.sizes("hidden_dims", hidden_dims)
+        checks.probability("dropout", dropout)
         self.options = dict(gcn_dim=gcn_dim, hidden_dims=hidden_dims, dropout=dropout,
                             batch_norm=batch_norm)
         self.sites = tuple(model.latent_sites())
@@ -123,6 +128,8 @@ class GCNNormalGuide(ZooGuide):
         return self.trunk(g)
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        """The guide program: the GCN encoder over the batch's biterm graph, then a diagonal
+        Gaussian for every local site, in the data plate."""
         h = self.hidden(x)
         with data_plate(self.plate_name, x, num_data):
             return {s.name: pyro.sample(s.name, dist.Normal(*self.heads[s.name](h)).to_event(1))

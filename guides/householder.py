@@ -32,6 +32,7 @@ from torch import nn
 from torch.distributions import kl_divergence, register_kl
 
 from guides.diagonal_normal import DiagonalNormalGuide
+from zoo.models import checks
 from zoo.registry import register_guide
 
 
@@ -61,7 +62,8 @@ def _isotropic_zero_mean_normal(p) -> bool:
     if p.reinterpreted_batch_ndims != 1:
         return False
     loc, scale = p.base_dist.loc, p.base_dist.scale
-    return bool((loc == 0).all()) and bool((scale == scale[..., :1]).all())
+    # one read back on the host, not two (on a GPU each read waits for the queued kernels)
+    return bool((loc == 0).all() & (scale == scale[..., :1]).all())
 
 
 @register_kl(HouseholderNormal, dist.Independent)
@@ -79,6 +81,7 @@ class HouseholderGuide(DiagonalNormalGuide):
     """
 
     def __init__(self, model, num_flows: int = 4, **options):
+        checks.count("num_flows", num_flows)
         super().__init__(model, **options)
         self.options["num_flows"] = num_flows
         self.num_flows = num_flows

@@ -21,6 +21,13 @@ FORBIDDEN = {
     "zoo/data": ("zoo.infer", "zoo.train", "zoo.runs", "zoo.cli", "zoo.models", "guides"),
     "zoo/registry.py": ("zoo", "guides"),  # the families register themselves
     "zoo/schedules.py": ("zoo", "guides"),
+    # the engine's helpers and the comparison sit below the command line
+    "zoo/options.py": ("zoo.train", "zoo.runs", "zoo.cli"),
+    "zoo/divergence.py": ("zoo.train", "zoo.runs", "zoo.cli"),
+    "zoo/run_config.py": ("zoo.cli",),
+    **{f"zoo/{name}.py": ("zoo.cli",) for name in (
+        "compare", "compare_eval", "compare_folders", "compare_plots", "compare_report",
+        "compare_stats", "compare_train")},
 }
 ALLOWED = {
     "zoo/poutine": ("zoo.poutine",),
@@ -58,8 +65,10 @@ def test_imports_point_down_only(prefix):
     assert not bad, "; ".join(bad)
 
 
-@pytest.mark.parametrize("prefix", ["zoo/cli.py", "zoo/cli_topics.py", "zoo/cli_nvi.py",
-                                    "zoo/cli_data.py", "zoo/train.py", "zoo/runs.py", "guides"])
+@pytest.mark.parametrize("prefix", [
+    "zoo/cli.py", "zoo/cli_topics.py", "zoo/cli_nvi.py", "zoo/cli_data.py", "zoo/cli_train.py",
+    "zoo/cli_compare.py", "zoo/run_config.py", "zoo/divergence.py", "zoo/compare.py",
+    "zoo/compare_train.py", "zoo/compare_eval.py", "zoo/train.py", "zoo/runs.py", "guides"])
 def test_no_probing_of_models_or_guides(prefix):
     """What a model or guide can do is declared on ZooModel / ZooGuide: no hasattr or getattr
     with a default in the CLI, the engine, the run folder or the guides."""

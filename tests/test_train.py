@@ -364,3 +364,64 @@ def test_the_engine_moves_the_data_to_the_model_not_the_model_to_the_data(data):
     assert set(seen) == {torch.float64} and all(p.dtype == torch.float64
                                                 for p in model.parameters())
     assert history[0]["train_loss"] == history[0]["train_loss"]  # finite, not NaN
+
+
+def test_non_finite_buffers_are_caught_and_named(tmp_path, data):
+    """BatchNorm's running statistics can overflow while every parameter stays finite."""
+    from torch import nn
+
+    model, guide = make_pair("diagonal_normal")
+    model.register_buffer("running", torch.zeros(2))
+
+    def overflow(module, args):  # a pre-hook that returns nothing leaves the inputs alone
+        module.running.fill_(float("nan"))
+
+    model.register_forward_pre_hook(overflow)
+    with pytest.raises(TrainingDiverged, match=r"buffer model\.running is not finite after "
+                       r"epoch 1\. The last good checkpoint is kept \(.*, the initial state\)"):
+        fit(model, guide, data, epochs=2, batch_size=64, out_dir=tmp_path, progress=False)
+    assert isinstance(model.decoder, nn.Module)
+
+
+def test_an_infinite_gradient_norm_is_caught_at_its_step_when_clipping(data):
+    model, guide = make_pair("diagonal_normal")
+    calls = {"n": 0}
+
+    def blow_up(module, grad_input, grad_output):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            return tuple(g * float("inf") if g is not None else None for g in grad_input)
+
+    model.decoder[0].register_full_backward_hook(blow_up)
+    with pytest.raises(TrainingDiverged, match=r"the gradient norm became (inf|nan) at epoch 1, "
+                       r"step 3\. Nothing was saved"):
+        fit(model, guide, data, epochs=1, batch_size=32, clip_norm=10.0, progress=False)
+
+
+def test_a_check_that_gives_a_reason_stops_the_run_before_its_checkpoint(tmp_path, data):
+    model, guide = make_pair("diagonal_normal")
+    seen = []
+
+    def check(record):
+        seen.append(record["epoch"])
+        return "the monitor said stop" if record["epoch"] == 2 else None
+
+    with pytest.raises(TrainingDiverged, match=r"the monitor said stop\. The last good "
+                       r"checkpoint is kept \(.*, epoch 1\)"):
+        fit(model, guide, data, epochs=3, batch_size=64, out_dir=tmp_path, progress=False,
+            check=check)
+    assert seen == [1, 2] and load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
+
+
+def test_ctrl_c_during_the_evaluation_is_an_interrupted_run_too(tmp_path, data):
+    from zoo.train import TrainingInterrupted
+
+    model, guide = make_pair("diagonal_normal")
+
+    def interrupt(model, guide, data):
+        raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="stopped during epoch 1; the checkpoint holds "
+                       "epoch 0"):
+        fit(model, guide, data, epochs=2, batch_size=64, out_dir=tmp_path, progress=False,
+            extra_metrics=interrupt)

@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from zoo import metrics, runs, topics
+from zoo import metrics, options, runs, topics
 
 
 def topic_words(run_dir, num_words: int = 10) -> list[list[str]]:
@@ -51,9 +51,10 @@ def topic_correlations(run_dir, num_pairs: int = 10) -> dict:
 
 
 def cmd_topics(args) -> list[list[str]]:
-    if args.num_words < 1:
-        sys.exit(f"error: --num-words must be at least 1, got {args.num_words}")
+    """``zoo topics RUN``: the top words of every topic of a topic-model run (with
+    ``--correlations``, the learned topic correlations too)."""
     try:
+        options.check_arguments(args)
         words = topic_words(args.run, args.num_words)
         corr = topic_correlations(args.run) if args.correlations else None
     except ValueError as e:
@@ -78,7 +79,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `zoo train`")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: one line per topic; json: a list of lists of words")
-    p.add_argument("--num-words", type=int, default=10, help="words per topic (default 10)")
+    options.add_option(p, "--num-words", type=int, default=10, check=options.at_least(1),
+                       help="words per topic (default 10)")
     p.add_argument("--correlations", action="store_true",
                    help="also the learned topic correlations (ctm); with --format json the output "
                         "becomes {\"topics\": [...], \"correlations\": {matrix, top_pairs}}")

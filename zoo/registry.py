@@ -97,6 +97,7 @@ class Registry:
         return sorted(self._entries)
 
     def items(self) -> Iterator[tuple[str, object]]:
+        """Every ``(name, entry)`` pair, sorted by name."""
         self._ready()
         return iter(sorted(self._entries.items()))
 
@@ -127,6 +128,7 @@ def register_guide(name: str | None = None):
 
 
 def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
     return MODELS.names()
 
 
@@ -149,6 +151,8 @@ def list_guides(model) -> list[str]:
 
 
 def list_all_guides() -> list[str]:
+    """Names of every registered guide family, sorted (:func:`list_guides` gives those that fit a
+    model)."""
     return GUIDES.names()
 
 

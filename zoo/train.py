@@ -232,8 +232,8 @@ class VariationalTask:
             self.train_module = DistributedDataParallel(self.loss_fn)
         self.backward_inside = False
 
-    #: modules whose annealed quantities the schedules set
     def annealed_modules(self):
+        """The modules whose annealed quantities the schedules set: model and guide."""
         return (self.model, self.guide)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -244,6 +244,7 @@ class VariationalTask:
         return {"model": self.model, "guide": self.guide, "objective": extras}
 
     def parameters(self) -> list:
+        """The parameters the optimizer steps, each once."""
         # Model and guide share no parameters, but a user-built pair might; dedupe to be safe.
         return list({id(p): p for p in self.loss_fn.parameters()}.values())
 
@@ -262,7 +263,12 @@ class VariationalTask:
         return list(perm.split(self.config.batch_size))
 
     def named_parameters(self):
+        """The loss module's named parameters (model and guide)."""
         return self.loss_fn.named_parameters()
+
+    def named_buffers(self):
+        """The loss module's named buffers (running statistics, natural-step state, ...)."""
+        return self.loss_fn.named_buffers()
 
     def step(self, index: torch.Tensor, generator: torch.Generator):
         """``(loss per data point, data points)`` of one batch."""
@@ -271,9 +277,11 @@ class VariationalTask:
         return self.train_module(x, num_data=self.num_data) / self.num_data, len(index)
 
     def train(self):
+        """Put the loss module (model and guide) in training mode."""
         self.loss_fn.train()
 
     def evaluate(self) -> dict:
+        """The held-out ELBO of the test split, and the extra metrics when given."""
         self.model.eval()
         self.guide.eval()
         record = {"heldout_elbo": heldout_elbo(
@@ -309,27 +317,39 @@ class NestedTask:
         self.done = 0
 
     def annealed_modules(self):
+        """None: nested VI anneals through its own schedule."""
         return ()
 
     def named_parameters(self):
+        """The programs' named parameters."""
         return self.programs.named_parameters()
 
+    def named_buffers(self):
+        """The programs' named buffers."""
+        return self.programs.named_buffers()
+
     def modules(self) -> dict[str, nn.Module]:
+        """What a checkpoint stores: the sampler's programs."""
         return {"programs": self.programs}
 
     def parameters(self) -> list:
+        """The parameters the optimizer steps."""
         return list(self.programs.parameters())
 
     def batches(self, epoch: int, generator) -> list:
+        """One epoch's steps: ``eval_every`` sweeps (fewer at the end)."""
         return [None] * min(self.eval_every, self.iterations - epoch * self.eval_every)
 
     def step(self, _, generator):
+        """One sweep: the loss module and the number of particles it counts."""
         return self.train_module(), self.num_particles
 
     def train(self):
+        """Put the programs in training mode."""
         self.programs.train()
 
     def evaluate(self) -> dict:
+        """log Z-hat and the ESS of the sampler as it is, and its schedule."""
         from zoo.infer.nested import evaluate_nested
 
         self.programs.eval()
@@ -348,12 +368,14 @@ class NestedLoss(nn.Module):
         self.num_particles, self.backward = num_particles, backward
 
     def forward(self):
+        """One sweep of the nested objective over ``num_particles`` particles; its loss."""
         return self.objective(self.programs, self.num_particles, backward=self.backward).loss
 
 
 # ----------------------------------------------------------------------------------- fit
 def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
-        progress=None, extra_metrics=None, schedules=None, **overrides) -> list[dict]:
+        progress=None, extra_metrics=None, schedules=None, check=None,
+        **overrides) -> list[dict]:
     """Train ``guide`` (and ``model``'s parameters) on ``data.train``; return the history.
 
     :param data: a :class:`~zoo.data.dataset.Dataset`
@@ -364,6 +386,9 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
     :param extra_metrics: ``f(model, guide, data) -> dict`` evaluated after every epoch
     :param dict schedules: ``{name: schedule}`` on top of the model's and guide's
         ``default_schedules()`` and of ``kl_warmup`` (:mod:`zoo.schedules`)
+    :param check: ``f(record) -> str | None``, called with every epoch's record before its
+        checkpoint is written; a returned reason stops the run as diverged, with the previous
+        checkpoint kept (``zoo train`` passes :class:`zoo.divergence.DivergenceGuard`)
     :returns: one dict per epoch: ``epoch``, ``train_loss``, ``heldout_elbo``, ``seconds`` and
         ``cpu_seconds`` of the training pass, ``points_per_second``, the last value of every
         schedule, ...
@@ -390,7 +415,7 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
                   else pyro.validation_enabled(config.validate))
     with validation:
         return train(task, config, generator, out_dir=out_dir, resume=resume, progress=progress,
-                     schedules=all_schedules, rank=rank)
+                     schedules=all_schedules, rank=rank, check=check)
 
 
 def fit_nested(programs, objective, *, num_particles: int, iterations: int, eval_every: int,
@@ -428,7 +453,8 @@ def _diverged(what: str, out_dir, saved_epoch: int) -> str:
 
 
 def train(task, config: TrainConfig, generator: torch.Generator, *, out_dir=None, resume=False,
-          progress=None, schedules=None, rank: int = 0, extra_state=None) -> list[dict]:
+          progress=None, schedules=None, rank: int = 0, extra_state=None,
+          check=None) -> list[dict]:
     """The loop every task runs (see the module docstring); returns the history."""
     out_dir = Path(out_dir) if out_dir is not None else None
     writer = rank == 0 and out_dir is not None
@@ -481,26 +507,11 @@ def train(task, config: TrainConfig, generator: torch.Generator, *, out_dir=None
     for epoch in range(start_epoch, config.epochs):
         if out_of_time(config, clock):
             break
-        batches = task.batches(epoch, generator)
         try:
-            train_loss, seen, seconds, cpu_seconds, values = _train_epoch(
-                task, params, optimizer, batches, generator, config, epoch + 1, bar, out_dir,
-                schedules, clock, saved)
-        except KeyboardInterrupt:
+            record, last = _epoch(task, params, optimizer, generator, config, epoch, bar,
+                                  out_dir, schedules, clock, saved, check)
+        except KeyboardInterrupt:  # anywhere in the epoch: training, evaluation, checkpoint
             raise TrainingInterrupted(saved, out_dir / CHECKPOINT if writer else None) from None
-        task.done = clock["step"]
-        _check_parameters(task, epoch + 1, out_dir, saved)
-        last = epoch + 1 == config.epochs or out_of_time(config, clock)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            **(task.evaluate() if last or (epoch + 1) % config.eval_every == 0 else {}),
-            "seconds": seconds,
-            # CPU time is what other processes on shared cores cannot inflate (single thread)
-            "cpu_seconds": cpu_seconds,
-            "points_per_second": seen / seconds,
-            **values,  # the last value of every schedule (train_loss is then the weighted one)
-        }
         history.append(record)
         if writer:
             save(epoch + 1)  # first the checkpoint, then the log
@@ -509,22 +520,48 @@ def train(task, config: TrainConfig, generator: torch.Generator, *, out_dir=None
         if lines:
             shown = "".join(f"  {label} {record[key]:.3f}" for key, label in (
                 ("heldout_elbo", "held-out ELBO"), ("log_z", "log Z-hat")) if key in record)
-            line = (f"epoch {epoch + 1:3d}/{config.epochs}  train loss {train_loss:.3f}{shown}  "
-                    f"{seconds:.1f}s")
+            line = (f"epoch {epoch + 1:3d}/{config.epochs}  train loss "
+                    f"{record['train_loss']:.3f}{shown}  {record['seconds']:.1f}s")
             tqdm.write(line) if bar else print(line, file=sys.stderr, flush=True)
         if last:
             break
     return history
 
 
-def _check_parameters(task, epoch: int, out_dir, saved: int) -> None:
-    """Non-finite gradients reach the parameters through the optimizer: check them once an
-    epoch (one read from the device per parameter tensor)."""
-    for name, p in task.named_parameters():
-        if not bool(torch.isfinite(p).all()):
-            raise TrainingDiverged(_diverged(
-                f"parameter {name} is not finite after epoch {epoch}",
-                out_dir, saved))
+def _epoch(task, params, optimizer, generator, config, epoch, bar, out_dir, schedules, clock,
+           saved, check):
+    """Train, check and evaluate one epoch: ``(record, whether it is the run's last)``."""
+    batches = task.batches(epoch, generator)
+    train_loss, seen, seconds, cpu_seconds, values = _train_epoch(
+        task, params, optimizer, batches, generator, config, epoch + 1, bar, out_dir,
+        schedules, clock, saved)
+    task.done = clock["step"]
+    _check_state(task, epoch + 1, out_dir, saved)
+    last = epoch + 1 == config.epochs or out_of_time(config, clock)
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        **(task.evaluate() if last or (epoch + 1) % config.eval_every == 0 else {}),
+        "seconds": seconds,
+        # CPU time is what other processes on shared cores cannot inflate (single thread)
+        "cpu_seconds": cpu_seconds,
+        "points_per_second": seen / seconds,
+        **values,  # the last value of every schedule (train_loss is then the weighted one)
+    }
+    reason = check(record) if check is not None else None
+    if reason:
+        raise TrainingDiverged(_diverged(reason, out_dir, saved))
+    return record, last
+
+
+def _check_state(task, epoch: int, out_dir, saved: int) -> None:
+    """Non-finite gradients reach the parameters through the optimizer, and running statistics
+    (BatchNorm's) the buffers: check both once an epoch (one read per tensor)."""
+    for kind, named in (("parameter", task.named_parameters()), ("buffer", task.named_buffers())):
+        for name, tensor in named:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise TrainingDiverged(_diverged(
+                    f"{kind} {name} is not finite after epoch {epoch}", out_dir, saved))
 
 
 def out_of_time(config: TrainConfig, clock: dict) -> bool:
@@ -547,6 +584,16 @@ def _train_epoch(task, params, optimizer, batches, generator, config: TrainConfi
     seconds_before, values = clock["seconds"], {}
     sync_every = SYNC_EVERY.get(task.device.type, 1)
     pending: list[tuple[int, torch.Tensor, int]] = []  # (step, loss, points) not yet read
+    norms: list[tuple[int, torch.Tensor]] = []  # (step, gradient norm) not yet read
+
+    def read_norms():
+        for (step, _), value in zip(norms, torch.stack([n for _, n in norms]).tolist()):
+            if not math.isfinite(value):
+                bar.close()
+                raise TrainingDiverged(_diverged(
+                    f"the gradient norm became {value} at epoch {epoch}, step {step + 1}",
+                    out_dir, saved))
+        norms.clear()
 
     def read_back():
         nonlocal total_loss, seen
@@ -591,15 +638,21 @@ def _train_epoch(task, params, optimizer, batches, generator, config: TrainConfi
         if not task.backward_inside:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        if config.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+        if config.clip_norm is not None:  # the norm is computed anyway: check it
+            norms.append((step, torch.nn.utils.clip_grad_norm_(params, config.clip_norm)))
+            if len(norms) >= sync_every:
+                read_norms()
         optimizer.step()
         if task.backward_inside:
             optimizer.zero_grad(set_to_none=True)
         clock["points"] += points
     if pending:
         read_back()
+    if norms:
+        read_norms()
     bar.close()
+    if task.device.type == "cuda":  # the last steps' kernels inside the epoch's clock
+        torch.cuda.synchronize(task.device)
     seconds = time.perf_counter() - start
     clock["seconds"] = seconds_before + seconds
     return total_loss / seen, seen, seconds, time.process_time() - cpu_start, values

@@ -45,6 +45,7 @@ from pyro.ops.stats import fit_generalized_pareto
 from pyro.poutine.util import site_is_subsample
 
 from zoo.infer.resampling import log_mean_exp_stderr, resample
+from zoo.models.base import like_module
 from zoo.poutine import LogWeightMessenger, ResampleMessenger, max_plate_nesting, particles
 
 
@@ -73,7 +74,9 @@ def pareto_khat(top_log_weights: torch.Tensor, num_particles: int) -> torch.Tens
     computes it. NaN where the tail has fewer than 5 weights or the weights are equal up to
     rounding (an exact proposal: bounded weights)."""
     m = tail_size(num_particles)
-    top = top_log_weights.detach().double().sort(0, descending=True).values[: m + 1]  # [M+1, B]
+    # on the CPU: M + 1 numbers per column, fitted one column at a time with Python scalars,
+    # and Pyro's fit_generalized_pareto makes its constants there
+    top = top_log_weights.detach().cpu().double().sort(0, descending=True).values[: m + 1]
     khat = torch.full((top.shape[1],), math.nan, dtype=torch.double)
     for n in range(top.shape[1]):
         lw = top[:, n] - top[0, n]
@@ -93,7 +96,8 @@ def tail_size(num_particles: int) -> int:
 
 @dataclass
 class ImportanceResult:
-    """Per-data-point estimates, each ``[N]`` (``[1]`` for a joint estimate)."""
+    """Per-data-point estimates, each ``[N]`` (``[1]`` for a joint estimate), on the CPU
+    whatever device the model ran on."""
 
     log_likelihood: torch.Tensor
     stderr: torch.Tensor
@@ -138,9 +142,10 @@ def _batches(data, batch_size):
         yield data.batch(index) if hasattr(data, "batch") else data[index]
 
 
-def _device(module) -> torch.device:
-    p = next(iter(module.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
+def _like_model(x: torch.Tensor, model) -> torch.Tensor:
+    """``x`` on the model's device and in its floating-point type (a program that is not a
+    module takes ``x`` as it is)."""
+    return like_module(x, model) if isinstance(model, torch.nn.Module) else x
 
 
 class RunningWeights:
@@ -154,6 +159,7 @@ class RunningWeights:
         self.lse = self.lse2 = self.top = None
 
     def update(self, lw: torch.Tensor) -> None:
+        """Merge a chunk of log weights ``lw`` of shape ``[k, B]``."""
         lw = lw.detach().double()  # [k, B]
         self.count += lw.shape[0]
         lse, lse2 = torch.logsumexp(lw, 0), torch.logsumexp(2 * lw, 0)  # [B]
@@ -168,19 +174,20 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
                    batch_size: int = 50, compute_khat: bool = True) -> ImportanceResult:
     r"""Importance-sampled :math:`\log p(x_n)` of every row of ``data`` (a tensor ``[N, D]`` or
     a :class:`~zoo.data.Split`), with ``num_particles`` guide particles drawn ``chunk_size`` at a
-    time; modules are put in eval mode and no gradients are kept.
+    time; modules are put in eval mode and no gradients are kept. Batches go to the model's
+    device and floating-point type; the particles stay there, the results come back to the CPU.
 
     With a global latent the weights are joint: pass ``batch_size >= len(data)`` and get one
     joint estimate of :math:`\log p(x_{1..N})`.
     """
     chunk_size = min(int(chunk_size), int(num_particles))
-    n_data, device = len(data), _device(model)
+    n_data = len(data)
     keep = tail_size(num_particles) + 1 if compute_khat else 0
     plate = getattr(model, "plate_name", "data")
     runs, mpn, joint = [], None, False
     with _evaluating(model, guide):
         for x in _batches(data, batch_size):
-            x = x.to(device)
+            x = _like_model(x, model)
             if mpn is None:
                 mpn = max_plate_nesting(model, guide, x)
             run = RunningWeights(keep)
@@ -195,7 +202,8 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
                 joint = weights.has_global
                 run.update(point_log_weights(weights))  # [k, B]
             runs.append(run)
-    lse, lse2 = torch.cat([r.lse for r in runs]), torch.cat([r.lse2 for r in runs])  # [N]
+    # [N] each, on the CPU: the results are a few numbers per data point
+    lse, lse2 = torch.cat([r.lse for r in runs]).cpu(), torch.cat([r.lse2 for r in runs]).cpu()
     ess = torch.exp(2 * lse - lse2)
     khat = (torch.cat([pareto_khat(r.top, num_particles) for r in runs]) if compute_khat
             else torch.full_like(lse, math.nan))
@@ -232,7 +240,7 @@ def sample_posterior(model, guide, data, num_samples: int = 1000, num_particles:
     if seed is not None:
         torch.manual_seed(seed)
     x = data.dense() if hasattr(data, "dense") else data
-    x = x.to(_device(model))
+    x = _like_model(x, model)
     with _evaluating(model, guide):
         mpn = max_plate_nesting(model, guide, x)
         weights, guide_trace = particle_log_weights(

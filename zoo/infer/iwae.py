@@ -53,6 +53,7 @@ from torch.func import functional_call
 from zoo.infer.importance import particle_log_weights
 from zoo.infer.objectives import register_objective
 from zoo.infer.resampling import log_mean_exp
+from zoo.infer.traced import JitOption
 from zoo.poutine import LogWeightMessenger, max_plate_nesting, particles
 
 
@@ -91,16 +92,22 @@ def iwae_bound(weights: LogWeightMessenger, local: torch.Tensor | None = None,
     return scale * log_mean_exp(local, 0).sum()  # per data point, then summed
 
 
-class IWAE(ELBO):
+class IWAE(JitOption, ELBO):
     """:param int num_particles: K
     :param bool dreg: use the doubly reparameterized guide gradient
     :param int max_plate_nesting: guessed from one run when not given
+    :param bool jit: the loss module replays a trace of the loss
+        (:class:`~zoo.infer.traced.TracedLoss`; pass ``max_plate_nesting``; not with ``dreg``)
     """
 
     def __init__(self, num_particles: int = 5, dreg: bool = False,
-                 max_plate_nesting: float = float("inf")):
+                 max_plate_nesting: float = float("inf"), jit=False):
+        if dreg and jit:
+            raise ValueError("iwae-dreg cannot take jit=True: its detached-parameter passes use "
+                             "torch.func.functional_call, which TorchScript tracing refuses. "
+                             "Use jit with iwae or meanfield, or train iwae-dreg without it.")
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         vectorize_particles=True)
+                         vectorize_particles=True, jit=jit)
         self.dreg = dreg
 
     def _setup(self, model, guide, args, kwargs):
@@ -109,6 +116,9 @@ class IWAE(ELBO):
         return int(self.max_plate_nesting), getattr(model, "plate_name", "data")
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
+        """The negative IWAE bound as a differentiable tensor: log-mean-exp over the particles per
+        data point, summed and scaled to the full data set (its DReG surrogate with ``dreg=True``).
+        """
         mpn, plate = self._setup(model, guide, args, kwargs)
         if not self.dreg:
             weights, guide_trace = particle_log_weights(
@@ -156,10 +166,12 @@ class IWAE(ELBO):
         raise NotImplementedError("IWAE weighs vectorized particles; it has no per-trace form")
 
     def loss(self, model, guide, *args, **kwargs) -> float:
+        """The negative IWAE bound, as a float (no gradients)."""
         with torch.no_grad():
             return self.differentiable_loss(model, guide, *args, **kwargs).item()
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """The negative IWAE bound, back-propagated; returns it as a float."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward(retain_graph=self.retain_graph)
         return loss.item()

@@ -17,7 +17,9 @@ loss twice per step. Here each term is computed only when the estimator needs it
 per step of a small VAE, a twentieth of the step (``benchmarks/train_throughput.py``).
 
 With Pyro's validation on (``pyro.enable_validation(True)``, as in the tests), the objective is
-Pyro's own code path, with every model/guide check it makes.
+Pyro's own code path, with every model/guide check it makes. With ``jit=True``
+(``objective_options={"jit": True}``) the loss module replays a trace of this lean path
+(:mod:`zoo.infer.traced`): the same loss and gradients without Pyro's per-step Python.
 
 **References:**
 
@@ -33,6 +35,8 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.util import site_is_subsample
+
+from zoo.infer.traced import JitOption
 
 
 def _log_prob_sum(site) -> torch.Tensor:
@@ -58,8 +62,10 @@ def _sample_sites(trace):
             if site["type"] == "sample" and not site_is_subsample(site))
 
 
-class MeanFieldELBO(TraceMeanField_ELBO):
-    """:class:`~pyro.infer.TraceMeanField_ELBO` without the work it discards; same arguments."""
+class MeanFieldELBO(JitOption, TraceMeanField_ELBO):
+    """:class:`~pyro.infer.TraceMeanField_ELBO` without the work it discards; same arguments,
+    and ``jit`` (default ``False``): the loss module replays a trace
+    (:class:`~zoo.infer.traced.TracedLoss`)."""
 
     def _get_trace(self, model, guide, args, kwargs):
         if is_validation_enabled():

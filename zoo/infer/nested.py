@@ -81,6 +81,7 @@ class NestedSweep:
 
     @property
     def log_z(self) -> float:
+        """The estimate log Z-hat: the log mean of the final importance weights."""
         return log_mean_exp(self.log_weight).item()
 
     @property

@@ -83,7 +83,8 @@ class DiagonalNormal(dist.TorchDistribution):
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
-        return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype)
+        return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype,
+                                                   device=self.loc.device)
 
     def log_prob(self, value):
         if self._validate_args:
@@ -107,12 +108,15 @@ class GaussianKernel(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def distribution(self, x: torch.Tensor) -> DiagonalNormal:
+        """The kernel's diagonal Gaussian at ``x``: location ``x`` plus a learned shift, learned
+        scale."""
         h = torch.relu(self.hidden(x))  # (S, hidden)
         loc = x + self.loc(h)  # (S, dim)
         scale = F.softplus(self.scale(h))
         return DiagonalNormal(loc, scale)
 
     def forward(self, x: torch.Tensor, name: str = "z", obs: torch.Tensor | None = None):
+        """Sample (or, with ``obs``, score) site ``name`` from :meth:`distribution` at ``x``."""
         return pyro.sample(name, self.distribution(x), obs=obs)
 
 
@@ -124,6 +128,7 @@ class LinearSchedule(nn.Module):
         self.register_buffer("betas", torch.linspace(0.0, 1.0, num_levels))
 
     def forward(self) -> torch.Tensor:  # (K,)
+        """The fixed, evenly spaced annealing schedule beta_0 = 0, ..., beta_K = 1."""
         return self.betas
 
 
@@ -135,6 +140,8 @@ class LearnedSchedule(nn.Module):
         self.increments = nn.Parameter(torch.zeros(num_levels - 1))
 
     def forward(self) -> torch.Tensor:  # (K,)
+        """The annealing schedule beta_0 = 0 < ... < beta_K = 1, from learned positive increments.
+        """
         steps = F.softplus(self.increments).cumsum(0)
         return torch.cat([steps.new_zeros(1), steps / steps[-1]])
 

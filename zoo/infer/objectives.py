@@ -44,6 +44,7 @@ def register_objective(name: str):
 
 
 def list_objectives() -> list[str]:
+    """Names of the registered objectives, sorted."""
     return OBJECTIVES.names()
 
 

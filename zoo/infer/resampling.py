@@ -52,8 +52,14 @@ def normalized_weights(log_weights: torch.Tensor) -> torch.Tensor:
     return torch.softmax(_check(log_weights), dim=0)
 
 
+def _draw_device(generator, like: torch.Tensor) -> torch.device:
+    """Where the random numbers are drawn: on ``generator``'s device, else beside ``like``."""
+    return like.device if generator is None else generator.device
+
+
 def multinomial(log_weights: torch.Tensor, num_samples: int | None = None, generator=None):
-    """Indices ``[N, *batch]`` drawn i.i.d. with probabilities ``softmax(log_weights, 0)``.
+    """Indices ``[N, *batch]`` drawn i.i.d. with probabilities ``softmax(log_weights, 0)``,
+    on the device of ``log_weights`` (drawn where ``generator`` lives, when one is given).
 
     :param log_weights: ``[K, *batch]``
     :param int num_samples: N (default K)
@@ -61,12 +67,16 @@ def multinomial(log_weights: torch.Tensor, num_samples: int | None = None, gener
     probs = normalized_weights(log_weights)  # [K, *batch]
     num_samples = probs.shape[0] if num_samples is None else int(num_samples)
     flat = probs.reshape(probs.shape[0], -1).T  # [batch, K]
+    flat = flat.to(_draw_device(generator, flat))
     index = torch.multinomial(flat, num_samples, replacement=True, generator=generator)
+    index = index.to(probs.device)
     return index.T.reshape((num_samples,) + probs.shape[1:])  # [N, *batch]
 
 
 def systematic(log_weights: torch.Tensor, num_samples: int | None = None, generator=None):
-    """Indices ``[N, *batch]`` by systematic resampling (one uniform per batch element).
+    """Indices ``[N, *batch]`` by systematic resampling (one uniform per batch element), on
+    the device of ``log_weights`` (the uniforms drawn where ``generator`` lives, when one is
+    given).
 
     :param log_weights: ``[K, *batch]``
     :param int num_samples: N (default K)
@@ -76,8 +86,10 @@ def systematic(log_weights: torch.Tensor, num_samples: int | None = None, genera
     flat = probs.reshape(probs.shape[0], -1).T.to(torch.float64)  # [batch, K]
     cdf = flat.cumsum(-1)
     cdf = cdf / cdf[:, -1:]  # exact 1 at the end
-    u = torch.rand(flat.shape[0], 1, dtype=torch.float64, generator=generator)  # [batch, 1]
-    points = (u + torch.arange(num_samples, dtype=torch.float64)) / num_samples  # [batch, N]
+    u = torch.rand(flat.shape[0], 1, dtype=torch.float64, generator=generator,
+                   device=_draw_device(generator, flat)).to(flat.device)  # [batch, 1]
+    steps = torch.arange(num_samples, dtype=torch.float64, device=flat.device)
+    points = (u + steps) / num_samples  # [batch, N]
     index = torch.searchsorted(cdf, points, right=True).clamp_(max=flat.shape[1] - 1)
     return index.T.reshape((num_samples,) + probs.shape[1:])  # [N, *batch]
 

@@ -74,6 +74,8 @@ class SemiAmortizedLoss(nn.Module):
                                         options["natural_decay"], options["natural_batch"])
 
     def forward(self, x: torch.Tensor, num_data: int | None = None):
+        """The objective's loss of the batch ``x`` under :meth:`guide_program` (the guide with this
+        step's E-step posteriors)."""
         return self.elbo.differentiable_loss(self.model, self.guide_program, x,
                                              num_data=num_data)
 

@@ -33,6 +33,8 @@ class TraceGraphLoss(TraceGraph_ELBO):
     """``TraceGraph_ELBO`` with a ``differentiable_loss``; options as Pyro's."""
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """The negative ELBO as a tensor whose gradient is that of Pyro's score-function surrogate
+        (with its baselines)."""
         elbo, surrogate_loss = self._loss_and_surrogate_loss(model, guide, args, kwargs)
         loss = -torch.as_tensor(elbo)
         return surrogate_loss + (loss - surrogate_loss).detach()

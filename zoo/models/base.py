@@ -204,6 +204,8 @@ class ZooModel(ZooModule):
         score (real-valued pixels for a Bernoulli likelihood, ...); nothing by default."""
 
     def data_plate(self, x: torch.Tensor, num_data: int | None = None) -> pyro.plate:
+        """The model's data plate over the batch ``x``, subsampled from ``num_data`` points when
+        given (so that a minibatch ELBO is unbiased)."""
         return data_plate(self.plate_name, x, num_data)
 
     @torch.no_grad()

@@ -74,6 +74,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel
 from zoo.models.nets import (
     check_pixel_likelihood,
@@ -101,9 +102,12 @@ class NoiseFactor(nn.Module):
             self.off_diag = nn.Parameter(torch.zeros(dim, dim))
 
     def diag(self) -> torch.Tensor:
+        """The positive diagonal of the noise factor."""
         return F.softplus(self.raw_diag) + 1e-3  # [d_l]
 
     def scale_tril(self) -> torch.Tensor:
+        """The lower-triangular noise factor: learned entries below the diagonal, :meth:`diag` on
+        it."""
         return torch.tril(self.off_diag, diagonal=-1) + torch.diag_embed(self.diag())  # [d, d]
 
     def distribution(self, loc: torch.Tensor):
@@ -141,6 +145,10 @@ class DLGM(ZooModel):
         activation: str = "softplus",
     ):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.sizes("latent_dims", latent_dims, allow_empty=True)  # empty: refused below
+        checks.sizes("hidden_dims", hidden_dims, allow_empty=True)
+        checks.sizes("transition_dims", transition_dims, allow_empty=True)
         check_pixel_likelihood(likelihood)
         if noise not in NOISE:
             raise ValueError(f"noise must be one of {NOISE}, got {noise!r}")
@@ -204,7 +212,7 @@ class DLGM(ZooModel):
         ``batch_size`` images from the prior."""
         if x is None:
             x_shape = (batch_size, self.config["input_dim"])
-            x_template = torch.empty(x_shape, device=self.decoder[0].weight.device)
+            x_template = self.decoder[0].weight.new_empty(x_shape)  # its device and type
         else:
             x_template = x
         loc = x_template.new_zeros(self.latent_dims[-1])

@@ -33,6 +33,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel
 from zoo.registry import register_model
 
@@ -68,6 +69,8 @@ class GaussianMixture(ZooModel):
     def __init__(self, input_dim: int = 64, num_components: int = 10, init_scale: float = 1.0,
                  seed: int = 0):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.count("num_components", num_components)
         self.config = dict(input_dim=input_dim, num_components=num_components,
                            init_scale=init_scale, seed=seed)
         self.num_components = num_components
@@ -82,9 +85,12 @@ class GaussianMixture(ZooModel):
 
     @property
     def scale(self) -> torch.Tensor:
+        """The components' common standard deviation."""
         return 1e-3 + self.log_scale.exp()
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size=1):
+        """The generative program: an assignment c ~ Cat(pi) and x ~ N(mu_c, sigma^2 I) for every
+        point of the batch (``x=None``: ``batch_size`` draws)."""
         x_template = self.locs.new_empty(batch_size, self.config["input_dim"]) if x is None else x
         with self.data_plate(x_template, num_data):
             c = pyro.sample("assignment", dist.Categorical(logits=self.mixture_logits))  # [batch]

@@ -42,6 +42,7 @@ class ShiftBatchNorm(nn.BatchNorm1d):
         self.shift = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x):
+        """Batch-normalize ``x`` and add the learned shift."""
         return super().forward(x) + self.shift
 
 
@@ -67,6 +68,7 @@ class GaussianHead(nn.Module):
         self.loc_norm, self.scale_norm = norm(), norm()
 
     def forward(self, h):
+        """``(loc, scale)`` of the site from the hidden layer ``h``."""
         loc = self.loc_norm(self.loc(h))
         scale = F.softplus(self.scale_norm(self.raw_scale(h))) + 1e-4
         return loc, scale
@@ -76,6 +78,7 @@ PIXEL_LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 def check_pixel_likelihood(likelihood: str) -> None:
+    """Refuse a pixel likelihood other than ``"bernoulli"`` or ``"gaussian"``."""
     if likelihood not in PIXEL_LIKELIHOODS:
         raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
 

@@ -37,6 +37,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel
 from zoo.registry import register_model
 
@@ -54,6 +55,8 @@ class PPCA(ZooModel):
     def __init__(self, input_dim: int = 64, latent_dim: int = 2, noise_scale: float = 1.0,
                  seed: int = 0):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.count("latent_dim", latent_dim)
         if not 0 < latent_dim <= input_dim:
             raise ValueError(f"need 0 < latent_dim <= input_dim, got {latent_dim}, {input_dim}")
         self.config = dict(input_dim=input_dim, latent_dim=latent_dim, noise_scale=noise_scale,
@@ -69,9 +72,12 @@ class PPCA(ZooModel):
 
     @property
     def noise_scale(self) -> torch.Tensor:
+        """The observation noise's standard deviation sigma."""
         return self.log_noise_scale.exp()
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size=1):
+        """The generative program: z ~ N(0, I), x | z ~ N(W z + b, sigma^2 I) for every point of the
+        batch (``x=None``: ``batch_size`` draws)."""
         if x is None:
             x_template = self.bias.new_empty(batch_size, self.config["input_dim"])
         else:
@@ -84,7 +90,8 @@ class PPCA(ZooModel):
 
     def marginal(self) -> dist.MultivariateNormal:
         """:math:`p(x) = \\mathcal{N}(\\mu, W W^\\top + \\sigma^2 I)`."""
-        eye = torch.eye(self.config["input_dim"], dtype=self.weight.dtype)
+        eye = torch.eye(self.config["input_dim"], dtype=self.weight.dtype,
+                        device=self.weight.device)
         cov = self.weight @ self.weight.T + self.noise_scale**2 * eye  # [D, D]
         return dist.MultivariateNormal(self.bias, covariance_matrix=cov)
 
@@ -95,7 +102,8 @@ class PPCA(ZooModel):
     def posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
         """Exact :math:`p(z_n \\mid x_n)`, batch shape ``[batch]``, event shape ``[d]``."""
         var = self.noise_scale**2
-        m = self.weight.T @ self.weight + var * torch.eye(self.latent_dim)  # [d, d]
+        eye = torch.eye(self.latent_dim, dtype=self.weight.dtype, device=self.weight.device)
+        m = self.weight.T @ self.weight + var * eye  # [d, d]
         m_inv = torch.linalg.inv(m)
         mean = (x - self.bias) @ self.weight @ m_inv.T  # [batch, d]
         cov = var * m_inv
@@ -141,6 +149,8 @@ class ExactPosteriorGuide(PyroModule):
         self.inflate, self.shift = float(inflate), float(shift)
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        """The guide program: the exact Gaussian posterior p(z | x) of the PPCA model (optionally
+        inflated or shifted), in the data plate."""
         model = self.model[0]
         post = model.posterior(x)
         if self.inflate != 1.0 or self.shift != 0.0:

@@ -73,6 +73,7 @@ class Target(nn.Module):
     log_z: float | None = None
 
     def log_density(self, z: torch.Tensor) -> torch.Tensor:  # (..., dim) -> (...)
+        """The target's unnormalized log density at ``z`` (``[..., dim]`` -> ``[...]``)."""
         raise NotImplementedError
 
 
@@ -87,6 +88,8 @@ class RingGMM(Target):
         self.log_z = math.log(num_modes)
 
     def log_density(self, z):
+        """The log density of the ring of Gaussians at ``z``, times the number of modes (``[...,
+        2]`` -> ``[...]``)."""
         # (..., 1, 2) against (M, 2) -> squared distances (..., M) -> logsumexp over modes (...)
         sq_dist = (z.unsqueeze(-2) - self.locs.to(z.dtype)).pow(2).sum(-1)
         log_norm = z.size(-1) * (math.log(self.scale) + 0.5 * _LOG_2PI)
@@ -105,6 +108,7 @@ class Banana(Target):
         self.log_z = math.log(2 * math.pi * a)
 
     def log_density(self, z):
+        """The unnormalized log density at ``z`` (``[..., 2]`` -> ``[...]``)."""
         z1, z2 = z[..., 0], z[..., 1]
         return -0.5 * (z1 / self.a) ** 2 - 0.5 * (z2 - self.b * (z1**2 - self.a**2)) ** 2
 
@@ -121,6 +125,7 @@ class Funnel(Target):
         self.log_z = math.log(2 * math.pi * sigma)
 
     def log_density(self, z):
+        """The unnormalized log density of Neal's funnel at ``z`` (``[..., 2]`` -> ``[...]``)."""
         v, x = z[..., 0], z[..., 1]
         return -0.5 * (v / self.sigma) ** 2 - 0.5 * x**2 * torch.exp(-v) - 0.5 * v
 
@@ -137,6 +142,7 @@ class GaussianTarget(Target):
         self.log_z = float(log_z)
 
     def log_density(self, z):
+        """The log density at ``z``, times the target's Z (``[..., dim]`` -> ``[...]``)."""
         return self.log_z + _normal_log_prob(z, self.loc.to(z.dtype), self.scale.to(z.dtype))
 
 
@@ -146,6 +152,7 @@ INIT_SCALES = {"ring": 5.0, "banana": 1.0, "funnel": 1.0}
 
 
 def get_target(name: str, **options) -> Target:
+    """Build the target density registered under ``name`` with ``options``."""
     if name not in TARGETS:
         raise ValueError(f"Unknown target '{name}'. Choose one of: {', '.join(sorted(TARGETS))}.")
     return TARGETS[name](**options)
@@ -160,19 +167,26 @@ class GeometricPath(nn.Module):
         self.target = target
         self.init_scale = float(init_scale)
         self.dim = target.dim
+        # not saved (the state_dict is unchanged); it follows .to() and .double(), so that
+        # gamma_1's draws come out on the module's device and in its floating-point type
+        self.register_buffer("_like", torch.zeros(()), persistent=False)
 
     def init_log_density(self, z):  # log N(z; 0, s^2 I), (..., dim) -> (...)
+        """The log density of the initial N(0, s^2 I) at ``z`` (``[..., dim]`` -> ``[...]``)."""
         log_norm = z.size(-1) * (math.log(self.init_scale) + 0.5 * _LOG_2PI)
         return z.pow(2).sum(-1) / (-2 * self.init_scale**2) - log_norm
 
     def log_density(self, z: torch.Tensor, beta) -> torch.Tensor:  # (..., dim) -> (...)
-        beta = torch.as_tensor(beta, dtype=z.dtype)
+        """The log density of the annealed target at ``beta``: (1 - beta) log p_0(z) + beta log
+        gamma(z)."""
+        beta = torch.as_tensor(beta, dtype=z.dtype, device=z.device)
         return (1 - beta) * self.init_log_density(z) + beta * self.target.log_density(z)
 
     def init_distribution(self) -> dist.Normal:
-        """:math:`\\gamma_1` as a distribution over one particle (event shape ``(dim,)``)."""
-        zero = torch.zeros(self.dim)
-        return dist.Normal(zero, self.init_scale * torch.ones(self.dim)).to_event(1)
+        """:math:`\\gamma_1` as a distribution over one particle (event shape ``(dim,)``), on
+        the module's device."""
+        zero = self._like.new_zeros(self.dim)
+        return dist.Normal(zero, self._like.new_full((self.dim,), self.init_scale)).to_event(1)
 
 
 class AnnealedDensity(dist.TorchDistribution):

@@ -25,6 +25,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel
 from zoo.models.nets import (
     check_pixel_likelihood,
@@ -56,8 +57,10 @@ class VAE(ZooModel):
         activation: str = "softplus",
     ):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.count("latent_dim", latent_dim)
+        hidden_dims = checks.sizes("hidden_dims", hidden_dims, allow_empty=True)
         check_pixel_likelihood(likelihood)
-        hidden_dims = tuple(hidden_dims)
         self.config = dict(
             input_dim=input_dim,
             latent_dim=latent_dim,
@@ -89,7 +92,7 @@ class VAE(ZooModel):
         ``batch_size`` images from the prior."""
         if x is None:
             x_shape = (batch_size, self.config["input_dim"])
-            x_template = torch.empty(x_shape, device=self.decoder[0].weight.device)
+            x_template = self.decoder[0].weight.new_empty(x_shape)  # its device and type
         else:
             x_template = x
         loc = x_template.new_zeros(self.latent_dim)
