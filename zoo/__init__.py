@@ -4,4 +4,4 @@ handlers (:mod:`zoo.infer`, :mod:`zoo.poutine`), and the engine and command line
 evaluate them (:mod:`zoo.train`, :mod:`zoo.cli`). Models and guides register themselves; see
 :mod:`zoo.registry`."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

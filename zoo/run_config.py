@@ -116,8 +116,9 @@ OPTION_HISTORY = {
         "dirichlet": {"batch_norm": False, "global_step_scale": 1.0, "local_steps": 0,
                       "global_step": "gradient", "init_concentration": 10.0,
                       "natural_offset": None, "natural_decay": None, "natural_batch": None},
+        # before topics seeded from documents (k-means++) and BatchNorm on by default
         "logistic_normal": {"batch_norm": False, "global_step_scale": 1.0,
-                            "local_init_scale": 0.7},
+                            "local_init_scale": 0.7, "seed_topics": False},
     },
 }
 #: the entries of a ``zoo train`` run's ``config.json`` (``versions`` and ``resumes`` optional)
