@@ -80,13 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_option(train, "--device", default="auto", check=options.device,
                help="auto, cpu, cuda or cuda:N")
     _add_eval_options(train, defaults=False)
-    add_option(train, "--out", type=Path, required=True, check=options.folder,
-               help="run folder to write")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out exactly, with its config.json (only "
-                            f"{', '.join(RESUME_FLAGS)} may be given beside it)")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the run that --out holds")
+    options.add_run_folder_options(train, RESUME_FLAGS, "replace the run that --out holds",
+                                   type=Path)
     evaluate = actions.add_parser("evaluate", help="recompute log Z-hat and ESS from a run")
     evaluate.add_argument("run", type=Path, help="run folder written by `zoo nvi train`")
     _add_eval_options(evaluate, defaults=True)

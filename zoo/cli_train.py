@@ -224,8 +224,9 @@ def objective_options(name: str, pairs) -> dict:
         try:
             get_objective(name, **given)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"--objective-opt: objective '{name}' refused "
-                             f"{', '.join(f'{k}={v!r}' for k, v in given.items())} ({exc}).") from None
+            pairs = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            raise ValueError(f"--objective-opt: objective '{name}' refused {pairs} "
+                             f"({exc}).") from None
     return given
 
 
@@ -394,13 +395,8 @@ def add_parser(subparsers):
     add_option(t, "--seed", type=int, check=options.seed, help=f"default {d.seed}")
     add_option(t, "--device", check=options.device,
                help=f"auto, cpu, cuda or cuda:N (default {d.device})")
-    add_option(t, "--out", required=True, check=options.folder,
-               help="run folder (created if missing)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out exactly, with its config.json (only "
-                        f"{', '.join(RESUME_FLAGS)} may be given beside it)")
-    t.add_argument("--overwrite", action="store_true",
-                   help="replace the run that --out holds (its files; others stay)")
+    options.add_run_folder_options(t, RESUME_FLAGS,
+                                   "replace the run that --out holds (its files; others stay)")
     t.add_argument("--validate", action="store_true",
                    help="keep Pyro's argument and shape checks on while training (slower; for "
                         "debugging a new model or guide)")

@@ -52,6 +52,18 @@ def add_option(parser, *flags, check=None, **kwargs):
     return action
 
 
+def add_run_folder_options(parser, resume_flags, overwrite_help: str, **out_kwargs) -> None:
+    """``--out`` (checked with :func:`folder`), ``--resume`` (naming ``resume_flags``, the only
+    flags that may be given beside it) and ``--overwrite``: what every command that trains
+    into a run folder takes."""
+    add_option(parser, "--out", required=True, check=folder,
+               help="run folder (created if missing)", **out_kwargs)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out exactly, with its config.json (only "
+                             f"{', '.join(resume_flags)} may be given beside it)")
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def check_arguments(args) -> None:
     """Refuse the first flag whose value fails its check, with a ``ValueError`` naming it."""
     for dest, flag, check in vars(args).get("option_checks") or []:
