@@ -1,12 +1,18 @@
-"""Command line: ``zoo list | train | evaluate | sample | topics | data | nvi``.
+"""Command line: ``zoo list | options | train | evaluate | sample | topics | data | nvi``.
 
 ::
 
     zoo list
+    zoo options vae                  # a model's and its guides' options, types and defaults
     zoo train vae --guide householder --elbo meanfield --data digits --epochs 20 --out runs/x
+    zoo train --resume --out runs/x --epochs 40
     zoo evaluate runs/x
     zoo sample runs/x
     zoo data download mnist --out data/mnist
+
+A mistake of the user's (a bad option, a file that does not parse, a run folder that is not
+one, a diverged run, Ctrl-C) ends in one line saying what and where, never a traceback: the
+commands raise ``ValueError`` for bad input, and :func:`main` prints it.
 """
 
 from __future__ import annotations
@@ -14,44 +20,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, fields
+import warnings
 from pathlib import Path
 
 import pyro
 import torch
 from pyro import poutine
 
-from zoo import cli_data, cli_nvi, cli_topics, runs
+from zoo import cli_compare, cli_data, cli_nvi, cli_topics, cli_train, options, runs
 from zoo import data as zoo_data
+from zoo.data import registry as data_registry
 from zoo.evaluation import heldout_elbo
 from zoo.infer import list_objectives
-from zoo.registry import find_model, list_guides, list_models
-from zoo.train import TrainConfig, TrainingDiverged, fit
+from zoo.models.base import like_module
+from zoo.options import add_option
+from zoo.registry import (
+    default_guide_options,
+    find_guide,
+    find_model,
+    list_guides,
+    list_models,
+)
+from zoo.train import TrainConfig, TrainingDiverged, resolve_device
+
+parse_options = options.parse_pairs  # the name earlier code imported
 
 
-def parse_options(pairs) -> dict:
-    """``["hidden_dims=[200,200]", "likelihood=gaussian"]`` -> dict, values parsed as JSON when
-    they parse (numbers, lists, booleans), else kept as strings."""
-    options = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ValueError(f"Option {pair!r} is not of the form key=value.")
-        key, value = pair.split("=", 1)
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
+# --------------------------------------------------------------------------- list, options
+def model_summary(name: str) -> str:
+    """The first paragraph of a model's module docstring, on one line."""
+    module_doc = sys.modules[find_model(name).__module__].__doc__ or ""
+    return " ".join(module_doc.strip().split("\n\n")[0].split())
 
 
-# --------------------------------------------------------------------------------------- list
 def cmd_list(args):
+    """``zoo list``: every model with its default guide and the guides that fit (``--markdown``: the
+    README's table); ``zoo list MODEL`` is ``zoo options MODEL``."""
+    if args.model:  # `zoo list MODEL` is `zoo options MODEL`
+        return print_options(args.model)
     rows = []
     for name in list_models():
         model = find_model(name)()
-        module_doc = sys.modules[type(model).__module__].__doc__ or ""
-        summary = " ".join(module_doc.strip().split("\n\n")[0].split())  # first paragraph
-        rows.append((name, model.default_guide, list_guides(model), summary))
+        rows.append((name, model.default_guide, list_guides(model), model_summary(name)))
     if args.markdown:  # the README's table is made by `zoo list --markdown`
         print("| model | what it is | default guide | guides that fit |\n|---|---|---|---|")
         for name, default, guides, summary in rows:
@@ -64,30 +74,66 @@ def cmd_list(args):
     print(f"datasets (--data):   {', '.join(zoo_data.list_datasets())}, "
           f"or a file: {', '.join(f for f in zoo_data.list_formats() if f != 'dir')}, "
           f"or an MNIST IDX folder")
+    print("\n`zoo options MODEL` lists a model's and its guides' options, types and defaults.")
 
 
-# -------------------------------------------------------------------------------------- train
-def train_config_from_args(model_cls, args) -> TrainConfig:
-    """Defaults, then the model's published settings (e.g. AVITM's Adam beta1 = 0.99), then
-    what the user typed."""
-    config = {**asdict(TrainConfig()), **model_cls.default_train_config}
-    given = {
-        "objective": args.elbo, "num_particles": args.num_particles, "epochs": args.epochs,
-        "batch_size": args.batch_size, "lr": args.lr, "clip_norm": args.clip_norm,
-        "seed": args.seed, "device": args.device,
-        # Pyro's checks cost 10-20 % of a step; our loaders have validated the data already
-        "validate": bool(args.validate), "kl_warmup": args.kl_warmup,
-    }
-    config.update({k: v for k, v in given.items() if v is not None})
-    if args.beta1 is not None or args.beta2 is not None:
-        beta1, beta2 = config["betas"]
-        config["betas"] = (args.beta1 if args.beta1 is not None else beta1,
-                           args.beta2 if args.beta2 is not None else beta2)
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in config.items() if k in names})
+def cmd_options(args):
+    """``zoo options MODEL``: the model's options and those of the guides that fit it."""
+    print_options(args.model)
 
 
+def print_options(name: str) -> None:
+    """A model's options, those of each guide that fits it (with the model's defaults for
+    them), its training defaults and the data loaders' options: what ``--model-opt``,
+    ``--guide-opt``, ``--data-opt`` and the training flags take."""
+    cls = find_model(name)
+    model = cls()
+    data_keys = set(cls.data_config(_EmptyData()))
+
+    def table(rows, indent="  "):
+        width = max((len(r[0]) for r in rows), default=0)
+        kinds = max((len(r[1]) for r in rows), default=0)
+        for key, kind, default in rows:
+            default = "set from the data" if key in data_keys else default
+            print(f"{indent}{key:<{width}}  {kind:<{kinds}}  {default}")
+
+    print(f"{name}: {model_summary(name)}\n\nmodel options (--model-opt KEY=VALUE):")
+    table([r for r in options.option_rows(cls)])
+    print(f"\nguides that fit (--guide NAME, default {cls.default_guide}); their options "
+          "(--guide-opt KEY=VALUE), with this model's defaults:")
+    for guide in list_guides(model):
+        print(f"  {guide}")
+        table(options.option_rows(find_guide(guide), default_guide_options(model, guide)),
+              indent="    ")
+    train = {**vars(TrainConfig()), **cls.default_train_config}
+    flags = {"objective": "--elbo", "num_particles": "--num-particles", "epochs": "--epochs",
+             "batch_size": "--batch-size", "lr": "--lr", "clip_norm": "--clip-norm",
+             "seed": "--seed", "device": "--device", "kl_warmup": "--kl-warmup"}
+    shown = [f"{flag} {'none' if train[key] is None else train[key]}"
+             for key, flag in flags.items()]
+    shown[5:5] = [f"--beta1 {train['betas'][0]}", f"--beta2 {train['betas'][1]}"]
+    print(f"\ntraining defaults for {name} (zoo train): {', '.join(shown)}"
+          + (f"; held-out metrics every {train['eval_every']} epochs"
+             if train["eval_every"] != 1 else ""))
+    print("\ndata options (--data-opt KEY=VALUE), by dataset or file type:")
+    sources: dict = {}  # loader -> the names and suffixes it reads
+    for name, loader in [*data_registry.DATASETS.items(), *data_registry.FORMATS.items()]:
+        sources.setdefault(loader, []).append("an MNIST folder" if name == "dir" else name)
+    for loader, names in sources.items():
+        pairs = " ".join(f"{key}={default}" for key, _, default in options.option_rows(loader))
+        print(f"  {', '.join(names)}: {pairs}")
+
+
+class _EmptyData:
+    """Stands in for a dataset to ask a model class which options the data sets."""
+
+    num_features = 0
+
+
+# ---------------------------------------------------------------------- summaries, figures
 def final_summary(model, guide, dataset, history, config: TrainConfig) -> dict:
+    """The ``summary.json`` of a finished training run: epochs, the last held-out ELBO, seconds per
+    epoch and the model's extra metrics."""
     summary = {
         "epochs": len(history),
         "heldout_elbo": history[-1]["heldout_elbo"] if history else None,
@@ -109,13 +155,15 @@ def default_refine_steps(model, guide) -> int:
 
 def extra_metrics(model, guide, dataset, refine_steps: int | None = 0) -> dict:
     """Metrics beyond the ELBO that the field reports for this kind of data; for topic models,
-    ``refine_steps`` held-out refinement steps (``None``: :func:`default_refine_steps`)."""
+    ``refine_steps`` held-out refinement steps (``None``: :func:`default_refine_steps`), and
+    the top 10 words (all of them in a vocabulary of fewer)."""
     if dataset.kind == "text" and model.topic_model:
         from zoo.topics import topics_summary
 
         if refine_steps is None:
             refine_steps = default_refine_steps(model, guide)
-        return topics_summary(model, guide, dataset, refine_steps=refine_steps)
+        return topics_summary(model, guide, dataset, refine_steps=refine_steps,
+                              num_words=min(10, dataset.num_features))
     return {}
 
 
@@ -141,10 +189,11 @@ def write_figures(run_dir, model, guide, dataset, history):
         from zoo.topics import topic_word
 
         beta = topic_word(model, guide)
-        plots.plot_topic_top_words(beta, vocab, path=run_dir / "topics.png")
+        plots.plot_topic_top_words(beta, vocab, n_words=min(10, len(vocab)),
+                                   path=run_dir / "topics.png")
         corr = model.topic_correlations()
         if corr is not None:  # CTM: the learned topic correlations
-            labels = [" ".join(words) for words in top_words(beta, vocab, 3)]
+            labels = [" ".join(words) for words in top_words(beta, vocab, min(3, len(vocab)))]
             plots.plot_topic_correlations(corr, labels, path=run_dir / "topic_correlations.png")
     plots.plt.close("all")
 
@@ -162,7 +211,7 @@ def write_samples(run_dir, model, guide, dataset, num=50, seed=0) -> bool:
         return False
     plots.image_grid(prior, shape, title="samples from the model",
                      path=Path(run_dir) / "samples.png")
-    x = dataset.test.batch(torch.arange(min(num, len(dataset.test))))
+    x = like_module(dataset.test.batch(torch.arange(min(num, len(dataset.test)))), model)
     posterior = poutine.trace(guide).get_trace(x)
     recon = model.observation_mean(
         poutine.trace(poutine.replay(model, trace=posterior)).get_trace(x))
@@ -170,36 +219,28 @@ def write_samples(run_dir, model, guide, dataset, num=50, seed=0) -> bool:
     return True
 
 
-def cmd_train(args):
-    model_cls = find_model(args.model)
-    data_spec = {"name": args.data, "options": parse_options(args.data_opt)}
-    dataset = model_cls.prepare_data(runs.load_data(data_spec))
-    config = train_config_from_args(model_cls, args)
-    pyro.set_rng_seed(config.seed)  # the initial weights too are fixed by --seed
-    model, guide = runs.build(args.model, args.guide, dataset, parse_options(args.model_opt),
-                              parse_options(args.guide_opt))
-    model.check_data(dataset)
+# ----------------------------------------------------------------------------- evaluate
+def summary_path(args) -> Path:
+    """Where ``zoo evaluate`` writes: ``--out`` (a folder gets ``summary.json`` in it), else the
+    run folder's ``summary.json``."""
+    if args.out is None:
+        return Path(args.run) / runs.SUMMARY
     out = Path(args.out)
-    if not args.resume:
-        runs.write_config(out, model, guide, data_spec, config)
-    print(f"training {args.model} with guide {guide.registry_name}, objective "
-          f"{config.objective}, on {dataset}", file=sys.stderr)
-    try:
-        history = fit(model, guide, dataset, config, out_dir=out, resume=args.resume,
-                      progress=False if args.quiet else None, extra_metrics=per_epoch_metrics)
-    except TrainingDiverged as e:
-        sys.exit(f"error: {e}")
-    summary = final_summary(model, guide, dataset, history, config)
-    runs.write_summary(out, summary)
-    write_figures(out, model, guide, dataset, history)
-    print(json.dumps(summary, indent=2))
-    return summary
+    return out / runs.SUMMARY if out.is_dir() else out
 
 
-# ----------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args):
-    if args.refine is not None and args.refine < 0:
-        sys.exit(f"error: --refine must be a number of steps >= 0, got {args.refine}")
+    """``zoo evaluate RUN``: recompute the held-out metrics from the run's checkpoint
+    (importance-sampled log p(x) with ``--num-particles``), print them and write them to
+    ``summary.json`` (or ``--out``)."""
+    options.check_arguments(args)
+    target = summary_path(args)
+    if args.out is not None:  # a place the user chose: refuse it before the work
+        runs.check_writable(target.parent)
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
     model, guide, dataset, config, ckpt = runs.load_run(args.run, device=args.device)
     pyro.set_rng_seed(args.seed)
     summary = {
@@ -213,13 +254,21 @@ def cmd_evaluate(args):
 
         summary.update(importance_summary(model, guide, dataset.test, args.num_particles,
                                           chunk_size=args.chunk_size, batch_size=args.batch_size))
-    runs.write_summary(args.run, summary)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(runs.jsonable(summary), indent=2), flush=True)  # the results come first
+    try:
+        runs.write_json(summary, target)
+    except OSError as exc:
+        sys.exit(f"error: could not write {target} ({exc.strerror or exc}); the results are "
+                 "printed above. Pass --out FILE to write them elsewhere.")
     return summary
 
 
 def cmd_sample(args):
+    """``zoo sample RUN``: write ``samples.png`` and ``reconstructions.png`` for a run of an image
+    model."""
+    options.check_arguments(args)
     model, guide, dataset, config, _ = runs.load_run(args.run)
+    runs.check_writable(args.run, flag="RUN")
     if dataset.kind != "image":
         sys.exit(f"error: `zoo sample` draws images; {args.run} holds a {dataset.kind} model. "
                  "For topic models use `zoo topics RUN`.")
@@ -228,86 +277,86 @@ def cmd_sample(args):
     print(f"wrote {Path(args.run) / 'samples.png'} and {Path(args.run) / 'reconstructions.png'}")
 
 
-# ------------------------------------------------------------------------------------- parser
+# ------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    """The ``zoo`` command's argument parser, with every subcommand."""
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="models, the guides that fit each, objectives, datasets")
+    ls.add_argument("model", nargs="?", help="one model: its options (as `zoo options MODEL`)")
     ls.add_argument("--markdown", action="store_true", help="the model table as markdown")
+    ls.set_defaults(func=cmd_list)
+    op = sub.add_parser("options", help="a model's and its guides' options, types, defaults")
+    op.add_argument("model")
+    op.set_defaults(func=cmd_options)
 
-    t = sub.add_parser("train", help="train a model and guide; writes a run folder")
-    t.add_argument("model")
-    t.add_argument("--guide", help="guide family (default: the model's default guide)")
-    t.add_argument("--elbo", help="objective: " + ", ".join(list_objectives()))
-    t.add_argument("--num-particles", type=int)
-    t.add_argument("--data", default="digits", help="dataset name or file (default: digits)")
-    t.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
-                   help="loader option, e.g. binarize=false (repeatable)")
-    t.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
-                   help="model option, e.g. latent_dim=10 (repeatable)")
-    t.add_argument("--guide-opt", action="append", metavar="KEY=VALUE",
-                   help="guide option, e.g. num_flows=8 (repeatable)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--beta1", type=float)
-    t.add_argument("--beta2", type=float)
-    t.add_argument("--clip-norm", type=float)
-    t.add_argument("--kl-warmup", type=float, metavar="EPOCHS",
-                   help="KL warm-up: weight the latents' terms by beta rising from 0 to 1 over "
-                        "this many epochs (Sønderby et al. 2016)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--out", required=True, help="run folder")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    t.add_argument("--validate", action="store_true",
-                   help="keep Pyro's argument and shape checks on while training (slower; for "
-                        "debugging a new model or guide)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--threads", type=int,
-                   help="torch CPU threads (1 is fastest when other processes share the cores)")
+    cli_train.add_parser(sub)
 
     e = sub.add_parser("evaluate", help="recompute held-out metrics from a run's checkpoint")
     e.add_argument("run")
-    e.add_argument("--num-particles", type=int, default=0,
-                   help="add the importance-sampled log-likelihood with this many particles")
-    e.add_argument("--chunk-size", type=int, default=500)
-    e.add_argument("--batch-size", type=int, default=100)
-    e.add_argument("--elbo-particles", type=int, default=1)
-    e.add_argument("--refine", type=int, metavar="STEPS",
-                   help="topic models: also report the held-out perplexity with each document's "
-                        "posterior refined STEPS steps at fixed topics (semi-amortized; default "
-                        "100 for LDA with the dirichlet guide, else 0)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--threads", type=int, help="torch CPU threads")
+    add_option(e, "--num-particles", type=int, default=0, check=options.at_least(0),
+               help="add the importance-sampled log-likelihood with this many particles "
+                    "(default 0: none)")
+    add_option(e, "--chunk-size", type=int, default=500, check=options.at_least(1),
+               help="particles per chunk of the importance sampler (default 500)")
+    add_option(e, "--batch-size", type=int, default=100, check=options.at_least(1),
+               help="data points per batch of the importance sampler (default 100)")
+    add_option(e, "--elbo-particles", type=int, default=1, check=options.at_least(1),
+               help="particles of the held-out ELBO estimate (default 1)")
+    add_option(e, "--refine", type=int, metavar="STEPS", check=options.at_least(0),
+               help="topic models: also report the held-out perplexity with each document's "
+                    "posterior refined STEPS steps at fixed topics (semi-amortized; default "
+                    "100 for LDA with the dirichlet guide, else 0)")
+    add_option(e, "--seed", type=int, default=0, check=options.seed, help="default 0")
+    add_option(e, "--device", default="cpu", check=options.device,
+               help="auto, cpu, cuda or cuda:N (default cpu)")
+    add_option(e, "--threads", type=int, check=options.at_least(1), help="torch CPU threads")
+    e.add_argument("--out", help="write the summary here instead of RUN/summary.json (a folder: "
+                                 "FOLDER/summary.json)")
+    e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("sample", help="PNG grids of samples and reconstructions")
     s.add_argument("run")
-    s.add_argument("--num", type=int, default=50)
-    s.add_argument("--seed", type=int, default=0)
+    add_option(s, "--num", type=int, default=50, check=options.at_least(1),
+               help="images per grid (default 50)")
+    add_option(s, "--seed", type=int, default=0, check=options.seed, help="default 0")
+    s.set_defaults(func=cmd_sample)
 
     cli_data.add_parser(sub)
     cli_topics.add_parser(sub)
     cli_nvi.add_parser(sub)
+    cli_compare.add_parser(sub)
     return parser
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample}
+def _one_line(message, category, filename, lineno, file=None, line=None):
+    """A warning as the user reads it: one line, without the source location."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 def main(argv=None):
+    """The ``zoo`` console script: parse ``argv`` and run the subcommand."""
     pyro.settings.set(module_local_params=True)
     args = build_parser().parse_args(argv)
-    func = args.func if "func" in args else COMMANDS[args.command]
-    if "threads" in args and args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        func(args)
-    except ValueError as e:  # bad input: say what and where, no traceback
-        sys.exit(f"error: {e}")
+    with warnings.catch_warnings():
+        # a changed data file is worth a line, not a stack of source locations
+        warnings.simplefilter("always", runs.DataChangedWarning)
+        warnings.showwarning = _one_line
+        try:
+            options.check_arguments(args)
+            if vars(args).get("threads"):
+                torch.set_num_threads(args.threads)
+            args.func(args)
+        except (ValueError, TrainingDiverged) as e:  # bad input: say what and where
+            sys.exit(f"error: {e}")
+        except OSError as e:  # the file system refused: one line, which file and why
+            where = f" {e.filename}" if e.filename else ""
+            sys.exit(f"error: could not use{where}: {e.strerror or e}")
+        except KeyboardInterrupt:
+            print("stopped (Ctrl-C)", file=sys.stderr)
+            raise SystemExit(130) from None
     return 0
 
 
