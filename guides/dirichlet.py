@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from guides.simplex import SimplexGuide
+from zoo.models import checks
 from zoo.registry import register_guide
 
 
@@ -90,6 +91,13 @@ class DirichletGuide(SimplexGuide):
                  min_concentration=0.05, global_min_concentration=0.05,
                  global_init_concentration=10.0, local_steps=None, global_step=None,
                  natural_offset=None, natural_decay=None, natural_batch=None):
+        for name, value in (("init_concentration", init_concentration),
+                            ("min_concentration", min_concentration),
+                            ("global_min_concentration", global_min_concentration),
+                            ("global_init_concentration", global_init_concentration)):
+            checks.positive(name, value)
+        if local_steps is not None:
+            checks.count("local_steps", local_steps, minimum=0)
         self.init_concentration = float(init_concentration)
         self.min_concentration = float(min_concentration)
         self.global_min_concentration = float(global_min_concentration)
@@ -135,12 +143,18 @@ class DirichletGuide(SimplexGuide):
                 self.natural.register_buffer(name, value.detach().clone())
 
     def local_dim(self, size: int) -> int:
+        """Outputs of the encoder head for a simplex site of ``size`` components: ``size`` mean
+        logits and one log total concentration."""
         return size + 1  # mean logits [K] and log total concentration [1]
 
     def mean_dim(self, size: int) -> int:
+        """How many of the head's outputs give the posterior mean (the ``size`` mean logits come
+        first)."""
         return size  # the mean logits come first
 
     def init_head(self, head: nn.Linear):
+        """Start the encoder head confident: total concentration ``init_concentration * K`` for
+        every document, so that the topics do not all learn the corpus average first."""
         # Start confident (total concentration init_concentration * K, small weights on it):
         # a vague q(theta) hands every document random proportions, the topics then all learn
         # the same average of the corpus, and amortized LDA collapses before the encoder
@@ -156,6 +170,8 @@ class DirichletGuide(SimplexGuide):
         return total * torch.softmax(logits, -1) + self.min_concentration
 
     def local_dist(self, raw):
+        """q(theta_d | x_d): the Dirichlet whose concentration the head's raw outputs ``raw`` give.
+        """
         return dist.Dirichlet(self.local_concentration(raw))
 
     def raw_from_concentration(self, concentration):
@@ -185,6 +201,8 @@ class DirichletGuide(SimplexGuide):
                 + 0.5 * (log_total - target[..., -1]).pow(2))  # [batch]
 
     def init_global(self, shape):
+        """Initial mean-field parameters of a global simplex site of ``shape``: small random mean
+        logits and a total concentration of ``global_init_concentration`` per component."""
         lead, dim = shape[:-1], shape[-1]
         total = torch.full((*lead, 1), float(dim) * self.global_init_concentration)
         # small random directions break the symmetry between topics
@@ -203,6 +221,7 @@ class DirichletGuide(SimplexGuide):
         return self._gradient_concentration(name)
 
     def global_dist(self, name: str):
+        """q of global site ``name``: a Dirichlet with its learned concentration."""
         return dist.Dirichlet(self.global_concentration(name))
 
     def expected_log(self, name: str) -> torch.Tensor:

@@ -52,6 +52,7 @@ from torch.distributions.transforms import Transform
 from torch.nn import functional as F
 
 from guides.simplex import SimplexGuide
+from zoo.models.word_counts import seed_topics
 from zoo.registry import register_guide
 
 
@@ -103,9 +104,18 @@ def logistic_normal(loc: torch.Tensor, scale: torch.Tensor):
 
 @register_guide("logistic_normal")
 class LogisticNormalGuide(SimplexGuide):
-    """:param model: a model whose latent sites are all simplices (e.g. ``lda``)
+    """On 20 Newsgroups under LDA's default prior alpha = 1/K the topics collapse (diversity 0.17):
+    the Monte Carlo prior term (alpha - 1) sum_k log theta_k rewards every document's
+    proportions for sinking into a corner whatever its words. Train it as AVITM trains NVLDA,
+    under alpha = 1 (``doc_concentration=1``), with a KL warm-up (``kl_warmup=10``): diversity
+    0.51, refined perplexity 1015 against the Dirichlet guide's 950 (README, "Topic models on
+    20 Newsgroups").
+
+    :param model: a model whose latent sites are all simplices (e.g. ``lda``)
     :param hidden_dims: encoder widths
-    :param bool batch_norm: BatchNorm (no affine) on the encoder's locations
+    :param batch_norm: BatchNorm (no affine) on the encoder's locations (default: on;
+        without it the planted groups of ``tests/models/test_topic_recovery.py`` were merged in 6
+        seeds of 10); ``"affine"`` adds a learned scale and shift
     :param float global_step_scale: the topics' parameters move this many times faster than
         the encoder's under the same optimizer
     :param float loc_bound: documents' Gaussian locations are squashed into
@@ -113,11 +123,13 @@ class LogisticNormalGuide(SimplexGuide):
     :param float local_init_scale: initial standard deviation of the documents' Gaussians
     :param float global_init_scale: initial standard deviation of the topics' Gaussians
     :param int posterior_samples: samples averaged by :meth:`posterior_mean`
+    :param bool seed_topics: at the first training step, start the global sites (LDA's topics)
+        at documents of that batch (:meth:`seed_global_sites`)
     """
 
     def __init__(self, model, hidden_dims=(100, 100), activation="softplus", dropout=0.0,
-                 batch_norm=False, global_step_scale=1.0, loc_bound=8.0, local_init_scale=0.7,
-                 global_init_scale=0.1, posterior_samples=256):
+                 batch_norm=True, global_step_scale=1.0, loc_bound=8.0, local_init_scale=0.7,
+                 global_init_scale=0.1, posterior_samples=256, seed_topics=True):
         self.loc_bound = float(loc_bound)
         self.local_init_scale = float(local_init_scale)
         self.global_init_scale = float(global_init_scale)
@@ -125,15 +137,44 @@ class LogisticNormalGuide(SimplexGuide):
         super().__init__(model, hidden_dims, activation, dropout, batch_norm, global_step_scale)
         self.options.update(loc_bound=loc_bound, local_init_scale=local_init_scale,
                             global_init_scale=global_init_scale,
-                            posterior_samples=posterior_samples)
+                            posterior_samples=posterior_samples, seed_topics=seed_topics)
+        # whether the topics were seeded from documents yet (a buffer: a checkpoint keeps it)
+        self.register_buffer("topics_seeded", torch.tensor(not seed_topics))
+
+    def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        if self.training and not bool(self.topics_seeded):
+            self.seed_global_sites(x)
+        return super().forward(x, num_data, **kwargs)
+
+    @torch.no_grad()
+    def seed_global_sites(self, x: torch.Tensor) -> None:
+        """Set the locations of every global site ``[K, V]`` over the data's ``V`` words (LDA's
+        topics) to documents of the batch ``x`` chosen by k-means++
+        (:func:`~zoo.models.word_counts.seed_topics`; the global RNG, which the engine seeds).
+        Started from random near-uniform topics, every topic learns the same corpus average
+        before the encoder tells documents apart (on 20 Newsgroups, K = 50: diversity 0.51 after
+        2 epochs, 0.11 after 10); from documents the topics start apart (0.38 after 10)."""
+        for s in self.global_sites:
+            if len(s.event_shape) == 2 and s.event_shape[-1] == x.shape[-1]:
+                seeds, _ = seed_topics(x, s.event_shape[0])  # [K, V]
+                alr = seeds.log()[:, :-1] - seeds.log()[:, -1:]  # the inverse additive map
+                bound = 2.5 * self.loc_bound  # global_loc_scale's soft bound, inverted
+                raw = bound * torch.atanh((alr / bound).clamp(-0.999, 0.999))
+                self.globals[f"{s.name}__loc"].copy_(raw / self.global_step_scale)
+        self.topics_seeded.fill_(True)
 
     def local_dim(self, size: int) -> int:
+        """Outputs of the encoder head for a simplex site of ``size`` components: a location and a
+        raw scale for each of its K - 1 free coordinates."""
         return 2 * (size - 1)  # loc and raw scale of K - 1 free coordinates
 
     def mean_dim(self, size: int) -> int:
+        """How many of the head's outputs are the location (the K - 1 locations come first)."""
         return size - 1  # the locations come first
 
     def init_head(self, head):
+        """Start every document at the same scale, ``local_init_scale`` (zero weights on the scale
+        half of the head)."""
         # Every document starts at the same scale (local_init_scale; the weights of the scale
         # half of the head are zero), so the first steps are not driven by random scales.
         free = head.out_features // 2
@@ -142,6 +183,8 @@ class LogisticNormalGuide(SimplexGuide):
             head.bias[free:] = float(torch.tensor(self.local_init_scale).expm1().log())
 
     def local_dist(self, raw):
+        """q(theta_d | x_d): the logistic normal whose location (softly bounded by ``loc_bound``)
+        and scale the head's raw outputs ``raw`` give."""
         raw_loc, raw_scale = raw.chunk(2, dim=-1)  # [batch, K-1] each
         # A soft bound on the location: under a Dirichlet prior with alpha < 1 the ELBO rewards
         # proportions ever closer to 0, and an unbounded location lets one large step push a
@@ -150,11 +193,15 @@ class LogisticNormalGuide(SimplexGuide):
         return logistic_normal(loc, F.softplus(raw_scale) + 1e-4)
 
     def init_global(self, shape):
+        """Initial mean-field parameters of a global simplex site of ``shape``: small random
+        locations of its K - 1 free coordinates and scale ``global_init_scale``."""
         free = (*shape[:-1], shape[-1] - 1)
         raw_scale = torch.full(free, self.global_init_scale).expm1().log()  # softplus^-1
         return {"loc": 0.5 * torch.randn(*free), "raw_scale": raw_scale}
 
     def global_loc_scale(self, name: str):
+        """Location (softly bounded at 2.5 ``loc_bound``, so that no word's probability underflows)
+        and scale of the mean-field logistic normal over global site ``name``."""
         p = self.global_params(name)
         # Bounded like the documents' locations (at 2.5 loc_bound): under eta < 1 the Monte
         # Carlo ELBO keeps rewarding rare words' probabilities for falling, until
@@ -164,6 +211,7 @@ class LogisticNormalGuide(SimplexGuide):
         return loc, F.softplus(p["raw_scale"]) + 1e-4
 
     def global_dist(self, name: str):
+        """q of global site ``name``: the logistic normal at :meth:`global_loc_scale`."""
         return logistic_normal(*self.global_loc_scale(name))
 
     @torch.no_grad()

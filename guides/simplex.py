@@ -64,8 +64,13 @@ class SimplexGuide(AmortizedGuide):
         # BatchNorm (no affine) on the location part of each head, as AVITM normalizes its
         # encoder heads: every topic's logit varies across the documents of a batch, so the
         # encoder cannot send all documents to the same proportions (component collapse).
+        # ``batch_norm="affine"`` learns a scale and shift per coordinate after the
+        # normalization, so the spread of the documents' locations is learned, not fixed at 1.
+        if batch_norm not in (False, True, "affine"):
+            raise ValueError(f"batch_norm must be False, True or 'affine', got {batch_norm!r}")
         self.norms = nn.ModuleDict(
-            {s.name: nn.BatchNorm1d(self.mean_dim(s.event_shape[0]), affine=False)
+            {s.name: nn.BatchNorm1d(self.mean_dim(s.event_shape[0]),
+                                    affine=batch_norm == "affine")
              for s in self.local_sites} if batch_norm else {})
         self.globals = nn.ParameterDict()
         for s in self.global_sites:
@@ -78,6 +83,8 @@ class SimplexGuide(AmortizedGuide):
         return simplex_sites(model)
 
     def global_params(self, name: str) -> dict:
+        """The mean-field parameters of global site ``name``, by their short names, times
+        ``global_step_scale``."""
         prefix = f"{name}__"
         return {k[len(prefix):]: self.global_step_scale * v
                 for k, v in self.globals.items() if k.startswith(prefix)}
@@ -107,6 +114,8 @@ class SimplexGuide(AmortizedGuide):
             self._override = None
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
+        """The guide program: the mean-field q of every global simplex site (in its plates), then
+        the amortized q of every local one, in the data plate."""
         out = {}
         for s in self.global_sites:
             # every leading dimension of a global site is a plate (LDA: the K topics)

@@ -100,3 +100,30 @@ def test_zoo_train_and_evaluate_report_lda_refined_perplexity(tmp_path):
 def test_negative_refine_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="--refine"):
         cli.main(["evaluate", str(tmp_path), "--refine", "-1"])
+
+
+def test_topics_summary_is_reused_only_while_nothing_changed(seed, monkeypatch):
+    """`zoo train` asks for the summary after its last epoch and again for summary.json: the
+    second call returns the first result; any change to a parameter, another model or other
+    arguments computes afresh."""
+    pyro.enable_validation(True)
+    x, _ = planted_corpus()
+    data = text_dataset(x)
+    model = get_model("prodlda", input_dim=12, num_topics=3)
+    guide = get_guide("diagonal_normal", model, **model.default_guide_options)
+    calls = []
+    real = zoo_topics._topics_summary
+    monkeypatch.setattr(zoo_topics, "_topics_summary",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = zoo_topics.topics_summary(model, guide, data)
+    again = zoo_topics.topics_summary(model, guide, data)
+    assert len(calls) == 1 and again == first and again is not first
+    zoo_topics.topics_summary(model, guide, data, num_words=5)  # other arguments
+    assert len(calls) == 2
+    with torch.no_grad():  # an optimizer step's in-place update
+        next(model.parameters()).add_(1.0)
+    changed = zoo_topics.topics_summary(model, guide, data, num_words=5)
+    assert len(calls) == 3 and changed["perplexity"] != first["perplexity"]
+    other = get_model("prodlda", input_dim=12, num_topics=3)  # another model
+    zoo_topics.topics_summary(other, guide, data, num_words=5)
+    assert len(calls) == 4

@@ -10,7 +10,7 @@ from zoo.data import Dataset, TensorSplit
 from zoo.evaluation import heldout_elbo
 from zoo.registry import get_guide, get_model
 from zoo.runs import CHECKPOINT, METRICS, load_checkpoint
-from zoo.train import TrainingDiverged, fit
+from zoo.train import SingleStepEpochs, TrainingDiverged, fit
 
 
 @pytest.fixture
@@ -189,6 +189,15 @@ def test_kl_warmup_must_be_a_number_of_epochs(data, bad):
     model, guide = make_pair("diagonal_normal")
     with pytest.raises(ValueError, match="kl_warmup is a number of epochs >= 0"):
         fit(model, guide, data, epochs=1, kl_warmup=bad, progress=False)
+
+
+def test_an_epoch_of_one_step_is_warned_about_and_a_smaller_batch_suggested(data):
+    model, guide = make_pair("diagonal_normal")
+    with pytest.warns(SingleStepEpochs, match=r"240 training points at batch size 256.*e\.g\. 24"):
+        fit(model, guide, data, epochs=1, batch_size=256, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingleStepEpochs)
+        fit(model, guide, data, epochs=1, batch_size=239, progress=False)  # two steps: silent
 
 
 def test_eval_every_skips_heldout_metrics_but_never_the_last_epoch(data):

@@ -64,7 +64,7 @@ def plot_metric_dots(rows, cells, key: str, label: str):
     """Left: every seed of every configuration (small dots) and their mean ± sd (large dot,
     bar; the mean alone for one seed). Right: the paired difference from the first
     configuration ± its standard error over seeds (over test points, hollow, where only that
-    exists). ``rows`` are :func:`zoo.compare_report.configuration_rows`, ``cells`` the cells."""
+    exists). ``rows`` are :func:`zoo.compare_stats.configuration_rows`, ``cells`` the cells."""
     names = [r["configuration"] for r in rows]
     y = np.arange(len(rows))[::-1]
     colors = _colors(names)
@@ -89,10 +89,10 @@ def plot_metric_dots(rows, cells, key: str, label: str):
                            color=colors[r["configuration"]], capsize=3, markersize=7,
                            markerfacecolor="white" if hollow else colors[r["configuration"]])
     left.set_yticks(y, names, fontsize=8)
-    left.set_xlabel(f"{label} (dots: seeds; bar: ± sd)")
+    left.set_xlabel(f"{label}\n(dots: seeds; bar: ± sd)")
     left.grid(alpha=0.3, axis="x")
     right.axvline(0.0, color="gray", linewidth=1)
-    right.set_xlabel(f"Δ vs {names[0]} (± s.e.; hollow: over test points)")
+    right.set_xlabel(f"Δ vs {names[0]}\n(± s.e.; hollow: over test points)")
     right.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
@@ -100,8 +100,8 @@ def plot_metric_dots(rows, cells, key: str, label: str):
 
 def plot_topics_side_by_side(side: dict, num_words: int = 5):
     """The first configuration's topics (rows) and each configuration's matched topic (columns),
-    top words as text, shared top-10 words in brackets (:func:`zoo.compare_report.
-    topics_side_by_side`)."""
+    top words as text, shared top-10 words in brackets
+    (:func:`zoo.compare_stats.topics_side_by_side`)."""
     labels, rows = side["configurations"], side["rows"]
     fig, ax = plt.subplots(figsize=(3.2 * len(labels) + 0.6, 0.32 * len(rows) + 0.9))
     ax.axis("off")

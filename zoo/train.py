@@ -42,6 +42,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -373,6 +374,23 @@ class NestedLoss(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- fit
+class SingleStepEpochs(UserWarning):
+    """Every epoch is one optimizer step: the training split is no larger than a batch."""
+
+
+def warn_single_step_epochs(num_data: int, batch_size: int) -> None:
+    """Warn when ``num_data`` points at ``batch_size`` make one step an epoch: epochs tuned on a
+    large corpus (160 documents at batch 200: 250 epochs are 250 steps, not 7,500) then train
+    far less than they say."""
+    if num_data <= batch_size:
+        suggestion = max(1, num_data // 10)
+        warnings.warn(
+            f"{num_data} training points at batch size {batch_size}: every epoch is a single "
+            f"optimizer step, so the epochs train far less than on a larger data set; a "
+            f"smaller batch size (e.g. {suggestion}: {math.ceil(num_data / suggestion)} steps "
+            f"an epoch) or more epochs", SingleStepEpochs, stacklevel=3)
+
+
 def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, resume=False,
         progress=None, extra_metrics=None, schedules=None, check=None,
         **overrides) -> list[dict]:
@@ -400,6 +418,7 @@ def fit(model, guide, data, config: TrainConfig | None = None, *, out_dir=None, 
                          f"options are TrainConfig's: {', '.join(names)}.")
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).check()
     model.check_data(data)
+    warn_single_step_epochs(len(data.train), config.batch_size)
     device = resolve_device(config.device)
     rank, world_size = _distributed()
     set_seed(config.seed + rank)

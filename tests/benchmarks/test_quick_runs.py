@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-SMOKE = ["train_throughput", "importance", "deep_models", "nested_vi"]
+SMOKE = ["train_throughput", "importance", "deep_models", "nested_vi", "topic_throughput",
+         "short_texts"]
 NOT_SMOKED = {"topic_models", "correlated_topics", "nested_vi_reference"}
 
 

@@ -190,6 +190,7 @@ def test_collapsed_bound_matches_the_guide_bound(seed):
     """zoo.models.lda_bounds' analytic-KL bound estimates the same b_d as zoo.topics' Monte Carlo
     one, for the Dirichlet guide's own concentrations."""
     model, _, x = synthetic_corpus(num_docs=6)
+    model.eval()  # held-out figures are computed in eval mode: the full multinomial density
     guide = get_guide("dirichlet", model).eval()
     topics_mean = guide.posterior_mean("topic_words")
     with torch.no_grad():
@@ -197,3 +198,22 @@ def test_collapsed_bound_matches_the_guide_bound(seed):
         ours = lda_bounds.dirichlet_document_bounds(x, topics_mean, model.alpha, gamma, 20000)
         theirs = zoo_topics.document_bounds(model, guide, x, num_particles=20000)
     assert torch.allclose(ours, theirs, atol=0.5), (ours, theirs)
+
+
+@pytest.mark.parametrize("guide_name", GUIDES)
+def test_batch_norm_options(guide_name, seed):
+    # True: normalized locations with unit spread; "affine": a learned scale and shift on top
+    model = get_model("lda", input_dim=30, num_topics=4)
+    plain = get_guide(guide_name, model, batch_norm=True)
+    affine = get_guide(guide_name, model, batch_norm="affine")
+    (norm,) = plain.norms.values()
+    (learned,) = affine.norms.values()
+    assert not norm.affine and learned.affine and learned.weight.requires_grad
+    pyro.enable_validation(True)
+    x = torch.poisson(torch.full((6, 30), 2.0))
+    with pyro.settings.context(module_local_params=True):
+        loss = Trace_ELBO()(model, affine)
+        loss(x).backward()
+    assert learned.weight.grad is not None and torch.isfinite(learned.weight.grad).all()
+    with pytest.raises(ValueError, match="batch_norm"):
+        get_guide(guide_name, model, batch_norm="shift")

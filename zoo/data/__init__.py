@@ -3,6 +3,7 @@ with train and test splits and metadata (the vocabulary for text, the image shap
 
 # Importing a loader module registers its datasets and formats.
 from zoo.data import (  # noqa: F401
+    fortunes,  # noqa: F401,E402  (fortunes: Debian's fortune files)
     images,  # digits, .npy arrays, MNIST IDX files
     text,  # reuters, 20news, .ldac, .feat/.svmlight, .npz, .txt
 )

@@ -133,6 +133,7 @@ class BitermSplit(Split):
 
     @property
     def num_features(self):
+        """The vocabulary size V."""
         return self.vocab_size
 
     def corpus_entries(self, docs):
@@ -140,9 +141,15 @@ class BitermSplit(Split):
         index = np.concatenate([self.doc_entries[d] for d in docs], axis=1)
         return index, np.ones(index.shape[1], dtype=np.float32)
 
+    @property
+    def uses_generator(self) -> bool:
+        return self.resample
+
     def batch(self, index, generator=None):
         """Sparse COO ``[len(index), V, V]`` float32 biterm graphs of the mini-corpora ``index``
-        (fresh random groups of documents when ``resample``)."""
+        (fresh random groups of documents when ``resample``), on the CPU; ``generator`` is a
+        CPU one (through :class:`~zoo.data.dataset.DeviceSplit`, one derived from the
+        device's generator)."""
         index = torch.as_tensor(index).tolist()
         if self.resample:
             draws = torch.randint(len(self.doc_entries), (len(index), self.docs_per_corpus),
@@ -152,6 +159,7 @@ class BitermSplit(Split):
         return _stack_entries([self.corpus_entries(d) for d in draws], self.vocab_size)
 
     def dense(self):
+        """Refused: the split's batches are sparse biterm graphs; use ``split.batch(index)``."""
         raise ValueError("BitermSplit batches are sparse [B, V, V] graphs; a dense copy of the "
                          "whole split would take 4 * B * V^2 bytes. Use split.batch(index).")
 

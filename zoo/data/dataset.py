@@ -7,9 +7,16 @@ of its training images on every pass (dynamic binarization) while its test image
 once, with a fixed seed, so every evaluation scores the same binary images.
 
 ``split.to(device)`` is the split as the engine trains on it: its batches come out on ``device``.
-By default each batch is materialized where the split keeps its data and then copied; a
-:class:`TensorSplit` moves its values to the device once and binarizes there (with a generator
-on that device), so a GPU epoch copies nothing from the host.
+By default each batch is materialized where the split keeps its data and then copied
+(:class:`DeviceSplit`); a :class:`TensorSplit` moves its values to the device once and binarizes
+there (with a generator on that device), so a GPU epoch copies nothing from the host but the
+batch indices.
+
+The engine hands ``batch`` the generator of the split's device. A split that keeps its data on
+the CPU but draws random numbers (:attr:`Split.uses_generator`: GraphBTM's resampled
+mini-corpora) then gets, through :class:`DeviceSplit`, a CPU generator seeded by one draw from
+the device's generator: reproducible from the run's seed, and resumed exactly with the device
+generator's saved state.
 """
 
 from __future__ import annotations
@@ -33,13 +40,21 @@ class Split:
 
     @property
     def num_features(self) -> int:
+        """Features per data point (pixels, or the vocabulary size)."""
         raise NotImplementedError
 
     def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Dense float32 rows ``index`` (a 1-d LongTensor), on the CPU."""
         raise NotImplementedError
 
+    @property
+    def uses_generator(self) -> bool:
+        """Whether :meth:`batch` draws from its ``generator`` (dynamic binarization, resampled
+        groups); only then does :class:`DeviceSplit` derive a CPU generator for it."""
+        return self.binarize == "dynamic"
+
     def dense(self) -> torch.Tensor:
+        """The whole split as one dense tensor."""
         return self.batch(torch.arange(len(self)))
 
     def to(self, device) -> Split:
@@ -60,13 +75,28 @@ class DeviceSplit(Split):
 
     @property
     def num_features(self):
+        """Features per data point, as the split it holds."""
         return self.split.num_features
 
     def batch(self, index, generator=None):
+        if generator is not None and generator.device.type != "cpu" and self.split.uses_generator:
+            generator = cpu_generator(generator)
         return self.split.batch(index.cpu(), generator).to(self.device, non_blocking=True)
+
+    @property
+    def uses_generator(self):
+        return self.split.uses_generator
 
     def to(self, device) -> Split:
         return self.split.to(device)
+
+
+def cpu_generator(generator: torch.Generator) -> torch.Generator:
+    """A CPU generator seeded by one 63-bit draw from ``generator`` (on any device): the same
+    device stream gives the same CPU stream, so a run stays reproducible and resumable. The
+    draw is read back on the host (one synchronization per batch that needs it)."""
+    seed = torch.randint(2**63 - 1, (), generator=generator, device=generator.device)
+    return torch.Generator().manual_seed(int(seed))
 
 
 class TensorSplit(Split):
@@ -90,12 +120,15 @@ class TensorSplit(Split):
 
     @property
     def num_features(self):
+        """Features per data point: the width of the tensor."""
         return self.values.shape[1]
 
     def batch(self, index, generator=None):
         """Rows ``index`` on the values' device; dynamic binarization draws from ``generator``,
         which must live on that device too."""
-        x = self.values[index]
+        # A CPU index for values on a GPU: copied without blocking (indexing with it directly
+        # copies it blocking, which waits for every queued kernel: a host sync per batch)
+        x = self.values[index.to(self.values.device, non_blocking=True)]
         if self.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
         return x
@@ -127,6 +160,7 @@ class Dataset:
 
     @property
     def num_features(self) -> int:
+        """Features per data point (pixels, or the vocabulary size)."""
         return self.train.num_features
 
     def __repr__(self):

@@ -32,22 +32,25 @@ def register_format(*suffixes: str):
 
 
 def list_datasets() -> list[str]:
+    """Names of the registered datasets, sorted."""
     return DATASETS.names()
 
 
 def list_formats() -> list[str]:
+    """Names of the registered file formats, sorted."""
     return FORMATS.names()
 
 
-def load(name_or_path, **options):
-    """Load a named dataset or a file (dispatching on its suffix); see ``list_datasets()`` and
-    ``list_formats()``. Keyword ``options`` go to the loader (``test_fraction``, ``seed``, ...)."""
+def find_loader(name_or_path):
+    """``(loader, path)``: the loader :func:`load` calls for ``name_or_path`` and the path it
+    passes it (``None`` for a named dataset, whose loader takes options only); a ``ValueError``
+    when the name is unknown or the file is missing."""
     key = str(name_or_path)
     if key in DATASETS:
-        return DATASETS.get(key)(**options)
+        return DATASETS.get(key), None
     path = Path(key)
     if path.is_dir() and "dir" in FORMATS:
-        return FORMATS.get("dir")(path, **options)
+        return FORMATS.get("dir"), path
     # Match on the end of the name, not Path.suffixes: MNIST's own file names
     # ("train-images-idx3-ubyte.gz") carry their format before the first dot.
     file_name = path.name.lower()
@@ -55,8 +58,16 @@ def load(name_or_path, **options):
         if suffix != "dir" and file_name.endswith(suffix):
             if not path.exists():
                 raise ValueError(f"{path}: no such file.")
-            return FORMATS.get(suffix)(path, **options)
+            return FORMATS.get(suffix), path
+    known = "no such file or folder" if not path.exists() else "a file of unknown format"
     raise ValueError(
-        f"Cannot load {key!r}: not a registered dataset ({', '.join(list_datasets())}) and not "
-        f"a file of a known format ({', '.join(f for f in list_formats() if f != 'dir')})."
+        f"Cannot load {key!r} ({known}): not a registered dataset ({', '.join(list_datasets())}) "
+        f"and not a file of a known format ({', '.join(f for f in list_formats() if f != 'dir')})."
     )
+
+
+def load(name_or_path, **options):
+    """Load a named dataset or a file (dispatching on its suffix); see ``list_datasets()`` and
+    ``list_formats()``. Keyword ``options`` go to the loader (``test_fraction``, ``seed``, ...)."""
+    loader, path = find_loader(name_or_path)
+    return loader(**options) if path is None else loader(path, **options)

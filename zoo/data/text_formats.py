@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,14 @@ class Corpus:
 def read_lines(path) -> list[str]:
     """The UTF-8 lines of a text file, without line ends (line ``i`` is ``lines[i - 1]``)."""
     path = Path(path)
-    raw = path.read_bytes()
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a text file.")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file.") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc}).") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -302,11 +310,15 @@ def read_npz(path, vocab=None) -> Corpus:
     """Read a corpus saved by :func:`save_npz_corpus` (or a CSR matrix saved by
     ``scipy.sparse.save_npz``, with ``vocab=`` a list or a file), checking every count."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path}: an empty file (0 bytes), not a .npz corpus.")
+    try:  # our own handle: NumPy leaves its own open when the archive does not parse
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as f:
             z = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable .npz archive ({exc}).") from exc
+    if not z:
+        raise ValueError(f"{path}: an empty .npz archive (no arrays); not a sparse corpus.")
     missing = [k for k in ("data", "indices", "indptr", "shape") if k not in z]
     if missing:
         raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; not a sparse corpus.")

@@ -82,10 +82,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel
 from zoo.models.nets import flat_apply
 from zoo.models.priors import dirichlet_laplace_approximation
-from zoo.models.word_counts import WordCounts
+from zoo.models.word_counts import WordCounts, seed_topics
 from zoo.registry import register_model
 from zoo.schedules import Switch
 
@@ -132,6 +133,11 @@ class CTM(ZooModel):
                  prior_warmup: float = 50.0, decoder: str = "product",
                  prior_form: str = "correlation"):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.count("num_topics", num_topics)
+        checks.positive("alpha", alpha)
+        if theta_dropout is not None:
+            checks.probability("theta_dropout", theta_dropout)
         if prior_form not in self.PRIOR_FORMS:
             raise ValueError(f"prior_form must be one of {self.PRIOR_FORMS}, got {prior_form!r}")
         if decoder not in self.DEFAULT_THETA_DROPOUT:
@@ -190,6 +196,7 @@ class CTM(ZooModel):
         return self.prior_loc.mean().expand(self.num_topics)
 
     def prior_covariance(self) -> torch.Tensor:
+        """The prior covariance of the topic logits, L L^T, ``[K, K]``."""
         L = self.prior_scale_tril()
         return L @ L.T  # [K, K]
 
@@ -244,17 +251,7 @@ class CTM(ZooModel):
         s/V)`. A mixture decoder started from near-uniform topics often merges two topics and
         leaves one unused (a local optimum); spread-out seeds avoid most of that. Returns the
         chosen document indices."""
-        freq = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)  # [N, V]
-        root = freq.sqrt()
-        n = root.shape[0]
-        chosen = [int(torch.randint(n, (1,), generator=generator))]
-        d2 = ((root - root[chosen[0]]) ** 2).sum(-1)  # [N]
-        for _ in range(1, self.num_topics):
-            weights = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
-            chosen.append(int(torch.multinomial(weights, 1, generator=generator)))
-            d2 = torch.minimum(d2, ((root - root[chosen[-1]]) ** 2).sum(-1))
-        index = torch.tensor(chosen)
-        seeds = freq[index] + smoothing / freq.shape[-1]  # [K, V]
+        seeds, index = seed_topics(counts, self.num_topics, generator, smoothing)  # [K, V]
         self.topic_logits.copy_(seeds.log() - seeds.log().mean(-1, keepdim=True))
         return index
 
@@ -269,9 +266,10 @@ class CTM(ZooModel):
         with self.data_plate(x_template, num_data):
             z = pyro.sample("doc_logits", self.prior(bool(self.prior_learning)))  # [batch, K]
             logits = self.word_log_probs(z)  # [batch, V]
-            # N_d is read from the observed counts; total only matters for sampling
-            total = doc_length if x is None else 1
-            return pyro.sample("words", WordCounts(logits, total), obs=x)
+            # N_d is read from the observed counts; total only matters for sampling; the
+            # multinomial coefficient, constant in every parameter, is left out in training
+            return pyro.sample("words", WordCounts.from_log_probs(
+                logits, doc_length, normalized=not self.training), obs=x)
 
 
 def topic_correlations(model: CTM, centered: bool = True) -> torch.Tensor:
@@ -282,7 +280,7 @@ def topic_correlations(model: CTM, centered: bool = True) -> torch.Tensor:
         cov = model.prior_covariance()
         if centered:
             k = cov.shape[0]
-            c = torch.eye(k, dtype=cov.dtype) - 1.0 / k
+            c = torch.eye(k, dtype=cov.dtype, device=cov.device) - 1.0 / k
             cov = c @ cov @ c
         sd = cov.diagonal().clamp_min(1e-12).sqrt()
         return (cov / sd[:, None] / sd[None, :]).clamp(-1.0, 1.0)

@@ -43,6 +43,7 @@ from pyro import poutine
 from torch import nn
 
 from zoo.data.biterms import biterm_matrix, endpoint_counts, stack_sparse
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel, data_plate
 from zoo.models.nets import flat_apply
 from zoo.models.priors import dirichlet_laplace_approximation
@@ -76,6 +77,10 @@ class GraphBTM(ZooModel):
     def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
                  dropout: float = 0.6, biterm_weight: float = 1.0):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.count("num_topics", num_topics)
+        checks.positive("alpha", alpha)
+        checks.probability("dropout", dropout)
         self.config = dict(input_dim=input_dim, num_topics=num_topics, alpha=alpha,
                            dropout=dropout, biterm_weight=biterm_weight)
         self.num_topics = num_topics
@@ -109,8 +114,10 @@ class GraphBTM(ZooModel):
             h = pyro.sample("doc_logits",
                             dist.Normal(self.prior_loc, self.prior_scale).to_event(1))
             logits = self.word_logits(h)  # [..., B, V]
-            with poutine.scale(scale=self.biterm_weight):
-                return pyro.sample("endpoints", WordCounts(logits, total), obs=counts)
+            with poutine.scale(scale=self.biterm_weight):  # coefficient: in eval mode only
+                return pyro.sample("endpoints", WordCounts(logits, total,
+                                                           normalized=not self.training),
+                                   obs=counts)
 
     def topic_word_matrix(self, guide=None) -> torch.Tensor:
         """``softmax`` of each column of W, ``[K, V]`` (the topics as GraphBTM prints them)."""

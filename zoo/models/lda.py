@@ -18,9 +18,10 @@ so the bag of words :math:`x_d \in \mathbb{N}^V` (counts, :math:`N_d = \sum_v x_
     x_d \mid \theta_d, \beta \sim \mathrm{Multinomial}\big(N_d,\; \theta_d^\top \beta\big),
 
 the collapsed form used by AVITM's NVLDA [2] and suggested for Pyro's ``lda.py``; no discrete
-latent is left, so every guide can be reparameterized. The Multinomial includes the
-coefficient :math:`\log N_d! - \sum_v \log x_{dv}!`; :mod:`zoo.topics` removes it when it
-reports a perplexity, which is the word-sequence form scikit-learn and Gibbs samplers report.
+latent is left, so every guide can be reparameterized. In eval mode the Multinomial includes
+the coefficient :math:`\log N_d! - \sum_v \log x_{dv}!` (:mod:`zoo.topics` removes it when it
+reports a perplexity, which is the word-sequence form scikit-learn and Gibbs samplers report);
+in training it is left out, which changes no gradient (:mod:`zoo.models.word_counts`).
 
 The topics :math:`\beta` are global: they sit outside :meth:`ZooModel.data_plate`, whose
 subsampling scales the document terms by :math:`D/B`, so a minibatch ELBO is an unbiased
@@ -50,7 +51,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel
+from zoo.models.word_counts import WordCounts
 from zoo.registry import register_model
 
 
@@ -87,6 +90,8 @@ class LDA(ZooModel):
                  doc_concentration: float | None = None,
                  topic_concentration: float | None = None):
         super().__init__()
+        checks.count("input_dim", input_dim)
+        checks.count("num_topics", num_topics)
         alpha = 1.0 / num_topics if doc_concentration is None else float(doc_concentration)
         eta = 1.0 / num_topics if topic_concentration is None else float(topic_concentration)
         if alpha <= 0 or eta <= 0:
@@ -110,20 +115,16 @@ class LDA(ZooModel):
                 batch_size: int = 1, doc_length: int = 50):
         """Score a batch of word counts ``x`` ``[batch, V]``; with ``x=None`` draw
         ``batch_size`` documents of ``doc_length`` words from the prior."""
-        if x is None:
-            x_template = self.alpha.new_zeros(batch_size, self.vocab_size)
-            total_count = doc_length
-        else:
-            x_template = x
-            # torch's Multinomial.log_prob ignores total_count (it uses each row's sum); the
-            # maximum keeps the support check valid for every row.
-            total_count = max(int(x.sum(-1).max().item()), 1)
+        x_template = self.alpha.new_zeros(batch_size, self.vocab_size) if x is None else x
         with pyro.plate(self.topics_plate, self.num_topics):
             topic_words = pyro.sample("topic_words", dist.Dirichlet(self.eta))  # [K, V]
         with self.data_plate(x_template, num_data):
             theta = pyro.sample("doc_topics", dist.Dirichlet(self.alpha))  # [..., batch, K]
             probs = theta @ topic_words  # [..., batch, V]: z summed out
-            return pyro.sample("x", dist.Multinomial(total_count, probs), obs=x)
+            # N_d is read from the counts; the multinomial coefficient, constant in every
+            # parameter, is left out in training (zoo.models.word_counts)
+            return pyro.sample("x", WordCounts.from_probs(probs, doc_length,
+                                                          normalized=not self.training), obs=x)
 
     def local_update(self, x: torch.Tensor, concentration: torch.Tensor,
                      expected_log_globals: dict, steps: int) -> torch.Tensor:

@@ -67,7 +67,8 @@ def refine_dirichlet(x: torch.Tensor, topics: torch.Tensor, alpha: torch.Tensor,
     if coordinate_steps:
         with torch.no_grad():
             log_topics = {"topic_words": topics.clamp_min(torch.finfo(topics.dtype).tiny).log()}
-            gamma = local_update(x, gamma, log_topics, coordinate_steps)
+            # in gamma's type: a float64 model's prior would promote it, and topics stay float32
+            gamma = local_update(x, gamma, log_topics, coordinate_steps).to(gamma.dtype)
             gamma = gamma.clamp_min(min_concentration)
     if not gradient_steps:
         return gamma
@@ -91,16 +92,22 @@ def lda_heldout_bounds(counts, topics: torch.Tensor, alpha: torch.Tensor, initia
     every document of ``counts`` (a dense ``[D, V]`` tensor, or a split with ``batch``) at
     ``topics``, each document's :math:`\gamma_d` from ``initial(x)`` (default: flat, all ones)
     refined by :func:`refine_dirichlet`. The final estimate uses ``num_particles`` draws from
-    a generator seeded with ``seed``, so two methods scored with the same seed share noise."""
+    a generator seeded with ``seed``, so two methods scored with the same seed share noise.
+
+    Everything runs in float32 on the topics' device (a GPU when the topics are there): the
+    documents, ``alpha`` and the initial concentrations are brought there, and the generator
+    lives there (the same seed draws other numbers on a GPU than on the CPU)."""
     topics = topics.detach().to(torch.float32)
+    alpha = torch.as_tensor(alpha).to(topics)
     num_docs = counts.shape[0] if torch.is_tensor(counts) else len(counts)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(topics.device).manual_seed(seed)
     bounds, lengths = [], []
     for start in range(0, num_docs, batch_size):
         index = torch.arange(start, min(start + batch_size, num_docs))
         x = counts[index] if torch.is_tensor(counts) else counts.batch(index)  # [batch, V]
+        x = x.to(topics)
         with torch.no_grad():
-            gamma = (initial(x) if initial is not None
+            gamma = (initial(x).to(topics) if initial is not None
                      else x.new_ones(x.shape[0], topics.shape[0]))  # [batch, K]
         gamma = refine_dirichlet(x, topics, alpha, gamma, local_update, coordinate_steps,
                                  gradient_steps, lr)
@@ -108,5 +115,5 @@ def lda_heldout_bounds(counts, topics: torch.Tensor, alpha: torch.Tensor, initia
             bounds.append(dirichlet_document_bounds(x, topics, alpha, gamma, num_particles,
                                                     generator))
         lengths.append(x.sum(-1))
-    return (torch.cat(bounds).numpy().astype(np.float64),
-            torch.cat(lengths).numpy().astype(np.float64))
+    return (torch.cat(bounds).cpu().numpy().astype(np.float64),
+            torch.cat(lengths).cpu().numpy().astype(np.float64))

@@ -18,7 +18,7 @@ is an importance weight. (Pyro's ``Importance`` keeps one weight per whole trace
 ``notes/pyro-anchors.md`` section 5.6.)
 
 Log densities are **unscaled**: the subsample scale ``num_data / batch_size`` of the data plate
-is recorded in :attr:`LogWeightMessenger.data_scale`, not applied, because a weight is a property
+is recorded in ``LogWeightMessenger.data_scale``, not applied, because a weight is a property
 of the data points in the batch. Masks are applied. Guide sites the model never visits
 (auxiliary variables) are subtracted when the handler exits.
 
