@@ -124,6 +124,7 @@ def _safe(name: str) -> str:
 
 
 def read_status(out: Path) -> dict:
+    """The comparison's status file in ``out``, as a dict (empty when there is none yet)."""
     path = out / STATUS
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -178,6 +179,8 @@ def evaluate_cell(cell: Cell, out: Path | None, settings: Evaluation, training: 
 
 
 def history(cell: Cell) -> list[dict]:
+    """The metrics of a cell's run, one dict per line of its metrics file (empty before the
+    first epoch)."""
     path = cell.run / runs.METRICS
     if not path.exists():
         return []
