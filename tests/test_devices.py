@@ -260,10 +260,9 @@ def test_a_training_step_makes_nothing_on_the_cpu(model_name, guide_name):
                for p in guide.parameters() if p.requires_grad and p.grad is not None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zoo/models/ctm.py topic_correlations: torch.eye(k, dtype=cov.dtype) has no device, so "
-    "`zoo train ctm` on a GPU fails writing topic_correlations.png (reported to the lead)"))
 def test_ctm_topic_correlations_make_nothing_on_the_cpu():
+    """The centring matrix is made on the covariance's device: a CPU `torch.eye` here once made
+    `zoo train ctm` on a GPU fail writing topic_correlations.png."""
     model = get_model("ctm", input_dim=20, num_topics=4).to("meta")
     assert model.topic_correlations().device.type == "meta"
 
@@ -294,16 +293,29 @@ def test_a_checkpoint_loads_with_map_location_into_modules_of_another_type(tmp_p
                 assert value == pytest.approx(expected, abs=0.5)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "runs.set_rng_state hands the checkpoint's RNG states to torch as they were mapped; torch "
-    "takes CPU ByteTensors only, so a resume with map_location=<the GPU> (zoo/train.py) fails: "
-    "set_rng_state needs .cpu() on each state (reported to the lead)"))
 def test_rng_states_restore_from_a_checkpoint_mapped_to_another_device(tmp_path, datasets):
+    """A resume with map_location=<a GPU> hands the saved RNG states over on that device; torch
+    takes CPU byte tensors only, so they are brought back, and the streams continue as saved."""
     data = datasets("vae")
     model, guide = build("vae", data, dtype=torch.float32)
     fit(model, guide, data, epochs=1, batch_size=64, seed=0, progress=False, out_dir=tmp_path)
-    ckpt = torch.load(tmp_path / runs.CHECKPOINT, map_location="meta", weights_only=False)
-    runs.set_rng_state(ckpt["rng"], torch.Generator())
+    saved = torch.load(tmp_path / runs.CHECKPOINT, weights_only=False)["rng"]
+    runs.set_rng_state(saved, generator := torch.Generator())
+    expected = torch.rand(3), torch.rand(3, generator=generator)
+
+    class OnAnotherDevice:  # what map_location=<a GPU> gives: usable only after .cpu()
+        def __init__(self, state):
+            self.state = state
+
+        def cpu(self):
+            return self.state
+
+    mapped = {key: OnAnotherDevice(value) if torch.is_tensor(value) else value
+              for key, value in saved.items()}
+    torch.manual_seed(123)
+    runs.set_rng_state(mapped, generator := torch.Generator())
+    assert torch.equal(torch.rand(3), expected[0])
+    assert torch.equal(torch.rand(3, generator=generator), expected[1])
 
 
 # ---------------------------------------------------------------------------- data

@@ -190,8 +190,11 @@ def plot_topic_correlations(corr, labels=None, n_pairs: int = 15, path=None):
         ax_g.plot(*xy[[a, b]].T, color="tab:red" if r > 0 else "tab:blue",
                   linewidth=0.5 + 4 * abs(r), alpha=0.7)
     ax_g.scatter(*xy[used].T, s=40, color="black", zorder=3)
-    for t in used:
-        ax_g.annotate(labels[t], xy[t] * 1.08, ha="center", va="center", fontsize=7)
+    for t in used:  # each label outside its dot, running away from the circle
+        x, y = xy[t]
+        ha = "left" if x > 0.3 else "right" if x < -0.3 else "center"
+        va = "bottom" if y > 0.3 else "top" if y < -0.3 else "center"
+        ax_g.text(1.1 * x, 1.1 * y, labels[t], ha=ha, va=va, fontsize=8)
     ax_g.set_title(f"{len(order)} most correlated topic pairs")
     ax_g.set_xlim(-1.5, 1.5)
     ax_g.set_ylim(-1.3, 1.3)

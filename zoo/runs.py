@@ -181,16 +181,18 @@ def rng_state(generator: torch.Generator | None = None, **generators) -> dict:
 def set_rng_state(state: dict, generator: torch.Generator | None = None, **generators) -> None:
     """Restore the Python, NumPy and torch random states saved in a checkpoint, and those of the
     given generators."""
+    # torch takes generator states as CPU byte tensors only (a CUDA generator's too), and a
+    # checkpoint loaded with map_location=<a GPU> hands them over on that GPU
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if generator is not None:
-        generator.set_state(state["data"])
+        generator.set_state(state["data"].cpu())
     for name, other in generators.items():
         if other is not None and name in state:
-            other.set_state(state[name])
+            other.set_state(state[name].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 # ----------------------------------------------------------------------------- checkpoints
