@@ -107,6 +107,18 @@ class AmortizedGuide(ZooGuide):
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         self.trunk = nn.Sequential(*layers)
+        self._override = None  # local parameters that replace the encoder's (see below)
+
+    @contextlib.contextmanager
+    def using_local_parameters(self, raw: dict):
+        """Within this context ``forward`` ignores the encoder and uses ``raw`` (same layout as
+        :meth:`local_parameters`), e.g. after refining them per data point
+        (:mod:`zoo.infer.amortization`)."""
+        self._override = raw
+        try:
+            yield self
+        finally:
+            self._override = None
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Last hidden layer of the encoder, ``[batch, hidden_dim]``."""

@@ -71,7 +71,7 @@ class ChainNormalGuide(DiagonalNormalGuide):
         """The guide program: q(z_1 | x) from the encoder, then each layer above from the one below,
         q(z_{l+1} | z_l), all diagonal Gaussians in the data plate."""
         bottom = self.order[0].name
-        loc, scale = self.heads[bottom](self.hidden(x))  # [batch, d_1] each
+        loc, scale = self.head(bottom, self.hidden(x))  # [batch, d_1] each
         with data_plate(self.plate_name, x, num_data):
             z = {bottom: pyro.sample(bottom, dist.Normal(loc, scale).to_event(1))}
             for below, above in zip(self.order[:-1], self.order[1:]):

@@ -39,6 +39,9 @@ class DiagonalNormalGuide(AmortizedGuide):
         parameters, ``"shift"`` with a learned shift (as the AVITM code), ``False`` none
     """
 
+    #: refined per data point (:meth:`local_parameters`, :mod:`zoo.infer.amortization`)
+    refinable = True
+
     def __init__(self, model, hidden_dims=(400,), activation="softplus", dropout=0.0,
                  batch_norm=False):
         super().__init__(model, hidden_dims, activation, dropout)
@@ -51,6 +54,34 @@ class DiagonalNormalGuide(AmortizedGuide):
     def why_not(cls, model):
         return local_real_vector_sites(model)
 
+    def local_parameters(self, x: torch.Tensor) -> dict:
+        """What refinement moves per data point: ``"hidden"``, the encoder's last hidden layer
+        ``[batch, hidden_dim]``, from which subclasses compute their other per-point quantities
+        (low-rank factors, reflection vectors), and for each site with a head a shift of its
+        location and of its log-scale, ``"<site>.loc"`` and ``"<site>.log_scale"`` ``[batch,
+        d]``, zero at the encoder's output, so that every diagonal Gaussian is reachable
+        whatever the heads' rank."""
+        h = super().hidden(x)
+        shifts = {f"{name}.{part}": h.new_zeros(h.shape[0], head.loc.out_features)
+                  for name, head in self.heads.items() for part in ("loc", "log_scale")}
+        return {"hidden": h, **shifts}
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden layer, or the refined one inside
+        :meth:`using_local_parameters`."""
+        if self._override is not None:
+            return self._override["hidden"]
+        return super().hidden(x)
+
+    def head(self, name: str, h: torch.Tensor):
+        """``(loc, scale)`` of site ``name`` from the hidden layer, shifted by the refined
+        per-point shifts inside :meth:`using_local_parameters`."""
+        loc, scale = self.heads[name](h)
+        if self._override is not None:
+            loc = loc + self._override[f"{name}.loc"]
+            scale = scale * self._override[f"{name}.log_scale"].exp()
+        return loc, scale
+
     def site_dist(self, name: str, loc, scale, hidden):
         """q(z_name | x); subclasses wrap it in a flow."""
         return dist.Normal(loc, scale).to_event(1)
@@ -61,6 +92,6 @@ class DiagonalNormalGuide(AmortizedGuide):
         h = self.hidden(x)  # [batch, hidden_dim]
         with data_plate(self.plate_name, x, num_data):
             return {
-                s.name: pyro.sample(s.name, self.site_dist(s.name, *self.heads[s.name](h), h))
+                s.name: pyro.sample(s.name, self.site_dist(s.name, *self.head(s.name, h), h))
                 for s in self.sites
             }

@@ -76,7 +76,6 @@ class SimplexGuide(AmortizedGuide):
         for s in self.global_sites:
             for key, value in self.init_global(s.event_shape).items():
                 self.globals[f"{s.name}__{key}"] = nn.Parameter(value / self.global_step_scale)
-        self._override = None
 
     @classmethod
     def why_not(cls, model):
@@ -102,16 +101,6 @@ class SimplexGuide(AmortizedGuide):
             m = norm.num_features
             raw[name] = torch.cat([norm(raw[name][..., :m]), raw[name][..., m:]], -1)
         return raw
-
-    @contextlib.contextmanager
-    def using_local_parameters(self, raw: dict):
-        """Within this context ``forward`` ignores the encoder and uses ``raw`` (same layout as
-        :meth:`local_parameters`), e.g. after refining them per document."""
-        self._override = raw
-        try:
-            yield self
-        finally:
-            self._override = None
 
     def forward(self, x: torch.Tensor, num_data: int | None = None, **kwargs):
         """The guide program: the mean-field q of every global simplex site (in its plates), then

@@ -43,7 +43,8 @@ def evaluation_from_args(args):
 
     return Evaluation(num_particles=args.num_particles, chunk_size=args.chunk_size,
                       batch_size=args.eval_batch_size, elbo_particles=args.elbo_particles,
-                      refine_steps=args.refine, posterior_points=args.posterior_points,
+                      refine_steps=args.refine,
+                      refine_points=args.refine_points, posterior_points=args.posterior_points,
                       posterior_samples=args.posterior_samples,
                       posterior_particles=args.posterior_particles, seed=args.eval_seed)
 
@@ -184,8 +185,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--elbo-particles", type=int, default=10,
                    help="samples per point of the held-out ELBO (default 10)")
     e.add_argument("--refine", type=int, metavar="STEPS",
-                   help="topic models: refinement steps of held-out documents (default 100 for "
-                        "LDA with the dirichlet guide, else 0)")
+                   help="steps refining held-out posteriors for the amortization gap (default "
+                        "100 for LDA with the dirichlet guide, 0 for other topic models, 200 "
+                        "for other models with a Gaussian-family guide; 0: none)")
+    e.add_argument("--refine-points", type=int, default=200,
+                   help="held-out points refined, models other than topic models (default 200)")
     e.add_argument("--posterior-points", type=int, default=3,
                    help="held-out points whose posterior is drawn (default 3; 0: none)")
     e.add_argument("--posterior-samples", type=int, default=500)

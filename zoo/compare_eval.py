@@ -13,6 +13,11 @@ Every cell is scored the same way, from its checkpoint, with one seed (:class:`E
   with ``dirichlet`` by default, the benchmark's 100 E-steps), NPMI, diversity, top words, and
   the *amortization gap*: :math:`\log \text{perplexity} - \log \text{refined perplexity}`, the
   nats per word that per-document optimization recovers over the encoder [1];
+- for the other models whose latents are all local, with a guide that can be refined (the
+  Gaussian family), the amortization gap in nats per data point, :math:`\mathrm{ELBO}(q^*) -
+  \mathrm{ELBO}(q_\phi)` with :math:`q^*` refined per point (:mod:`zoo.infer.amortization`,
+  ``refine_steps`` Adam steps, 200 by default), the refined ELBO, and the *approximation gap*
+  :math:`\log p(x) - \mathrm{ELBO}(q^*)` [1]: the inference gap split in two;
 - active units per local real site, :math:`\operatorname{Var}_x \mathbb{E}_q[z_u] > 10^{-2}`
   [2, Sec. 5.2], the mean a Monte Carlo average of 1,000 guide draws per point;
 - posterior draws of a few held-out points, twice: from the guide, :math:`q(z \mid x)`, and from
@@ -53,7 +58,10 @@ class Evaluation:
     chunk_size: int = 500  #: particles drawn at a time
     batch_size: int = 50  #: data points at a time
     elbo_particles: int = 10  #: samples per data point of the held-out ELBO
-    refine_steps: int | None = None  #: topic models; None: 100 for LDA + dirichlet, else 0
+    #: steps refining held-out posteriors; None: 100 for LDA + dirichlet, 0 for other topic
+    #: models, 200 for other models with all-local latents and a refinable guide
+    refine_steps: int | None = None
+    refine_points: int = 200  #: held-out points refined for the amortization gap (0: none)
     posterior_points: int = 3  #: held-out points whose posterior is drawn (0: none)
     posterior_coords: int = 2  #: coordinates per site shown (the most active ones)
     posterior_samples: int = 500  #: draws of each posterior
@@ -146,7 +154,32 @@ def score(model, guide, dataset, settings: Evaluation) -> dict:
         result["active_units"] = {k: int((v > ACTIVE_THRESHOLD).sum()) for k, v in
                                   variances.items()}
         result["unit_variances"] = {k: v.tolist() for k, v in variances.items()}
+    if not (dataset.kind == "text" and model.topic_model):
+        # last, so that the figures above draw the random numbers they drew without it
+        result.update(amortization(model, guide, dataset, settings, result))
     return result
+
+
+def amortization(model, guide, dataset, settings: Evaluation, result: dict) -> dict:
+    """The amortization gap of a model that is not a topic model, on the first
+    ``refine_points`` held-out points, and the approximation gap beside the importance-sampled
+    log p(x) of the same points (``{}`` where the guide cannot be refined or a latent is
+    global)."""
+    steps = 200 if settings.refine_steps is None else settings.refine_steps
+    n = min(settings.refine_points, len(dataset.test))
+    if not (steps and n and guide.refinable and all_local(model) and model.latent_sites()):
+        return {}
+    from zoo.infer.amortization import amortization_gap
+
+    points = dataset.test.batch(torch.arange(n))
+    gap = amortization_gap(model, guide, points, steps=steps, batch_size=settings.batch_size)
+    out = {"refined_elbo": gap["elbo_refined"], "amortization_gap": gap["amortization_gap"],
+           "amortization_gap_stderr": gap["amortization_gap_stderr"], "refine_steps": steps,
+           "refine_points": n}
+    if "pointwise_log_likelihood" in result:
+        log_px = float(np.mean(result["pointwise_log_likelihood"][:n]))
+        out["approximation_gap"] = log_px - gap["elbo_refined"]
+    return out
 
 
 @torch.no_grad()

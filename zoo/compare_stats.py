@@ -49,7 +49,9 @@ METRICS = (
     ("inference_gap", "log p(x) − ELBO", 2),
     ("perplexity", "perplexity", 0),
     ("perplexity_refined", "refined perplexity", 0),
-    ("amortization_gap", "amortization gap (nats/word)", 3),
+    ("refined_elbo", "refined ELBO", 2),
+    ("amortization_gap", "amortization gap", 3),
+    ("approximation_gap", "approximation gap", 2),
     ("npmi", "NPMI", 3),
     ("diversity", "diversity", 2),
 )

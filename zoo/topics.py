@@ -29,7 +29,8 @@ collapsed bound (:func:`zoo.models.lda_bounds.lda_heldout_bounds`, how
 ``benchmarks/topic_models.py`` scores every LDA-type method, with ``refine_steps = 100``);
 otherwise ``refine_steps`` Adam steps on each document's own :math:`b_d`, through the guide's
 ``local_parameters(x)`` and ``using_local_parameters(raw)``
-(:attr:`~guides.base.ZooGuide.refinable` guides: ``dirichlet``, ``logistic_normal``).
+(:attr:`~guides.base.ZooGuide.refinable` guides: ``dirichlet``, ``logistic_normal``, and the
+Gaussian family on ProdLDA, NVDM and the CTM, refined in the encoder's last hidden layer).
 
 **Coherence and diversity** come from :mod:`zoo.metrics`: NPMI of each topic's top 10 words with
 document co-occurrence over the whole corpus (training and held-out documents; never-co-occurring
@@ -55,6 +56,7 @@ from pyro import poutine
 from zoo import metrics
 from zoo.data.text import SparseCountsSplit
 from zoo.evaluation import batched
+from zoo.infer.amortization import refine
 from zoo.infer.importance import particle_log_weights
 from zoo.models.base import like_module
 from zoo.models.lda_bounds import lda_heldout_bounds
@@ -109,22 +111,16 @@ def refine_local_parameters(model, guide, x: torch.Tensor, steps: int = 20, lr: 
                             num_particles: int = 4, means=None) -> dict:
     """Start from the encoder's local parameters for ``x`` and take ``steps`` Adam steps on each
     document's own bound (documents are independent given the topics, so one optimizer on the
-    sum optimizes each). Model and guide weights are not touched."""
+    sum optimizes each; :func:`zoo.infer.amortization.refine`). Model and guide weights are not
+    touched."""
     if not guide.refinable:
-        raise ValueError(f"guide '{guide.registry_name}' does not expose its local parameters; "
-                         "semi-amortized refinement needs 'dirichlet' or 'logistic_normal'.")
+        raise ValueError(f"guide '{guide.registry_name}' does not expose its local parameters, "
+                         "so its documents cannot be refined.")
     means = global_means(model, guide) if means is None else means
     with torch.no_grad():
-        raw = {k: v.detach().clone() for k, v in guide.local_parameters(x).items()}
-    leaves = [v.requires_grad_() for v in raw.values()]
-    optimizer = torch.optim.Adam(leaves, lr=lr)
-    for _ in range(steps):
-        loss = -document_bounds(model, guide, x, num_particles, means, raw).sum()
-        grads = torch.autograd.grad(loss, leaves)
-        for leaf, grad in zip(leaves, grads):
-            leaf.grad = grad
-        optimizer.step()
-    return {k: v.detach() for k, v in raw.items()}
+        start = guide.local_parameters(x)
+    return refine(start, lambda raw: document_bounds(model, guide, x, num_particles, means, raw),
+                  steps, lr)
 
 
 def has_closed_form_refinement(model, guide) -> bool:

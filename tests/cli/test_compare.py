@@ -5,6 +5,7 @@ posterior draws. Tiny networks on digits: the whole file takes seconds."""
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import arviz as az
@@ -18,11 +19,13 @@ from zoo.compare_eval import Evaluation
 TINY = ["--model-opt", "hidden_dims=[8]", "--model-opt", "latent_dim=2",
         "--guide-opt", "hidden_dims=[8]", "--guide-opt", "num_flows=1", "--batch-size", "256"]
 SCORING = ["--num-particles", "20", "--chunk-size", "20", "--posterior-samples", "50",
+           "--refine", "50", "--refine-points", "20",
            "--posterior-particles", "50", "--no-cell-figures", "--quiet"]
 TINY_API = dict(model_options={"hidden_dims": [8], "latent_dim": 2},
                 guide_options={"hidden_dims": [8], "num_flows": 1},
                 train_options={"batch_size": 256},
-                evaluation=Evaluation(num_particles=20, chunk_size=20, posterior_points=0),
+                evaluation=Evaluation(num_particles=20, chunk_size=20, posterior_points=0,
+                                      refine_points=0),
                 cell_figures=False, progress=False)
 
 
@@ -116,6 +119,12 @@ def test_every_cell_is_a_run_folder_and_the_report_has_tables_and_figures(grid, 
     assert flow["is_log_likelihood"] == pytest.approx(stats["mean"])
     assert flow["vs_first"] == pytest.approx(paired["mean"])
     assert flow["agree"] == f"{paired['agree']}/2"
+    # the amortization gap: each cell's held-out points refined per point at the fixed model
+    for cell in report["cells"]:
+        assert cell["refine_steps"] == 50 and cell["refine_points"] == 20
+        assert cell["amortization_gap"] > 0, cell["id"]  # refining never loses to the encoder
+        assert math.isfinite(cell["approximation_gap"])
+    assert "amortization gap" in text and "approximation gap" in text
     # `zoo evaluate` reads a cell like any run
     cli.main(["evaluate", str(out / "vae" / "diagonal_normal" / "trace" / "seed0")])
     assert json.loads(capsys.readouterr().out)["epochs"] == 2

@@ -135,7 +135,8 @@ def _evaluating(*programs):
             m.train(mode)
 
 
-def _batches(data, batch_size):
+def point_batches(data, batch_size: int):
+    """Consecutive batches of data points: of a split (``.batch``, dense) or of a tensor."""
     n = len(data)
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(start + batch_size, n))
@@ -186,7 +187,7 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
     plate = getattr(model, "plate_name", "data")
     runs, mpn, joint = [], None, False
     with _evaluating(model, guide):
-        for x in _batches(data, batch_size):
+        for x in point_batches(data, batch_size):
             x = _like_model(x, model)
             if mpn is None:
                 mpn = max_plate_nesting(model, guide, x)
