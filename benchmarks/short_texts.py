@@ -26,9 +26,9 @@ seconds (one thread) beside each row.
     OMP_NUM_THREADS=1 python benchmarks/short_texts.py --seeds 0 1 --only "BTM (bitermplus)" \
         --out benchmarks/results/short_texts/btm
 
-(one ``--only`` method per run, as stored in ``benchmarks/results/short_texts/``). GraphBTM is
-slow on this corpus: its GCN encoder, over mini-corpora of 3 texts, had not finished 2 epochs at
-K = 20 after 4 minutes on 2 shared cores.
+(one ``--only`` method per run, as stored in ``benchmarks/results/short_texts/``; GraphBTM's
+100 epochs take about 130 CPU s per K and seed). ``--model-option`` and ``--train-option``
+change the zoo's methods' settings, e.g. ``--model-option dropout=0.2``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from _report import write_report
+from _report import parse_options, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -96,9 +96,10 @@ def topic_scores(beta, texts, assigned) -> dict:
             "top_words": metrics.top_words(beta, texts.meta["vocab"], 10)[:5]}
 
 
-def train_zoo(model_name, data, num_topics, epochs, seed, options=None):
+def train_zoo(model_name, data, num_topics, epochs, seed, options=None, model_options=None):
     pyro.set_rng_seed(seed)
-    model, guide = build(model_name, None, data, {"num_topics": num_topics})
+    model, guide = build(model_name, None, data, {"num_topics": num_topics,
+                                                  **(model_options or {})})
     config = TrainConfig(**{**model.default_train_config, **(options or {}), "epochs": epochs,
                             "seed": seed, "device": "cpu", "validate": False,
                             "eval_every": epochs})
@@ -116,9 +117,10 @@ def posterior_means(guide, x) -> np.ndarray:
     return torch.softmax(loc, -1).numpy()
 
 
-def run_graphbtm(texts, num_topics, epochs, seed, options):
+def run_graphbtm(texts, num_topics, epochs, seed, options, model_options=None):
     graphs = biterm_dataset(texts, window=WINDOW, docs_per_corpus=DOCS_PER_CORPUS, seed=0)
-    model, guide, cpu = train_zoo("gbtm", graphs, num_topics, epochs, seed, options)
+    model, guide, cpu = train_zoo("gbtm", graphs, num_topics, epochs, seed, options,
+                                  model_options)
     single = BitermSplit(texts.test.tokens, texts.num_features, WINDOW, docs_per_corpus=1)
     single.groups = [np.array([d]) for d in range(len(texts.test.tokens))]  # in order
     theta = np.concatenate([posterior_means(guide, single.batch(torch.arange(s, min(s + 500,
@@ -127,15 +129,17 @@ def run_graphbtm(texts, num_topics, epochs, seed, options):
                                                theta.argmax(1))}
 
 
-def run_prodlda(texts, num_topics, epochs, seed, options):
-    model, guide, cpu = train_zoo("prodlda", texts, num_topics, epochs, seed, options)
+def run_prodlda(texts, num_topics, epochs, seed, options, model_options=None):
+    model, guide, cpu = train_zoo("prodlda", texts, num_topics, epochs, seed, options,
+                                  model_options)
     theta = posterior_means(guide, texts.test.dense())
     return {"cpu_seconds": cpu, **topic_scores(topics.topic_word(model), texts,
                                                theta.argmax(1))}
 
 
-def run_lda(texts, num_topics, epochs, seed, options):
-    model, guide, cpu = train_zoo("lda", texts, num_topics, epochs, seed, options)
+def run_lda(texts, num_topics, epochs, seed, options, model_options=None):
+    model, guide, cpu = train_zoo("lda", texts, num_topics, epochs, seed, options,
+                                  model_options)
     with torch.no_grad():
         x = texts.test.dense()
         logs = {"topic_words": guide.expected_log("topic_words")}
@@ -144,7 +148,7 @@ def run_lda(texts, num_topics, epochs, seed, options):
                                                gamma.argmax(1).numpy())}
 
 
-def run_btm(texts, num_topics, iterations, seed, options):
+def run_btm(texts, num_topics, iterations, seed, options, model_options=None):
     import bitermplus as btm
 
     vocab = np.array(texts.meta["vocab"])
@@ -202,7 +206,15 @@ def main(argv=None):
     parser.add_argument("--folder", help="fortune files (default: the fortunes loader's)")
     parser.add_argument("--out", help="folder for results.json and results.md")
     parser.add_argument("--quick", action="store_true", help="a few epochs, to check it runs")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model option for the zoo's methods (repeatable), e.g. "
+                             "--model-option dropout=0.2")
+    parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training option for the zoo's methods (repeatable), e.g. "
+                             "--train-option lr=0.005")
     args = parser.parse_args(argv)
+    model_options = parse_options(args.model_option)
+    train_options = parse_options(args.train_option)
     torch.set_num_threads(1)
     pyro.settings.set(module_local_params=True)
     if args.quick and args.folder is None:  # a smoke run needs no installed corpus
@@ -226,7 +238,8 @@ def main(argv=None):
         epochs = quick_epochs if args.quick else (args.epochs or epochs)
         for k in args.topics:
             for seed in args.seeds:
-                run = RUNNERS[name](texts, k, epochs, seed, options)
+                run = RUNNERS[name](texts, k, epochs, seed, {**options, **train_options},
+                                    model_options)
                 run["epochs"] = epochs
                 results.setdefault(f"{name} K={k}", {})[seed] = run
                 shown = {m: round(v, 3) for m, v in run.items() if m != "top_words"}
@@ -239,6 +252,7 @@ def main(argv=None):
                     f"{torch.get_num_threads()}, "
                     f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         "window": WINDOW, "docs_per_corpus": DOCS_PER_CORPUS, "quick": args.quick,
+        "model_options": model_options, "train_options": train_options,
         "results": results,
     }
     return write_report(report, markdown(results), args.out)

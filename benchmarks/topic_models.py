@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from _report import write_report
+from _report import parse_options, write_report
 from scipy.special import digamma, gammaln
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -206,23 +206,6 @@ def selects(option: str, name: str, methods) -> bool:
     if any(option.lower() == m.lower() for m in methods):
         return option.lower() == name.lower()
     return option.lower() in name.lower()
-
-
-def parse_options(pairs) -> dict:
-    """``["a=1", "b=(0.9, 0.99)"]`` -> ``{"a": 1, "b": (0.9, 0.99)}`` (Python literals; a
-    value that is not one stays a string)."""
-    import ast
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value
-    return options
 
 
 def main(argv=None):
