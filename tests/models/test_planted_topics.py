@@ -17,12 +17,11 @@ steps, most of this run). ProdLDA and CTM take a prior that matches the corpus' 
 CTM on 0 of 10 (dropout 0.6; with ``decoder="mixture"``: 2 of 10).
 """
 
-import numpy as np
 import pyro
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from tests.models.planted import lda_counts, matched_cosines
 from zoo import topics
 from zoo.data import Dataset, TensorSplit
 from zoo.registry import get_guide, get_model
@@ -45,22 +44,8 @@ METHODS = {
 
 def planted_corpus(num_docs=400, length=40, alpha=0.3, seed=0):
     """``(groups [G, G*W], counts [D, G*W])``: disjoint groups, documents mixing them."""
-    gen = torch.Generator().manual_seed(seed)
     groups = torch.eye(GROUPS).repeat_interleave(WORDS, 1) / WORDS  # group g: words gW..gW+W-1
-    theta = torch._sample_dirichlet(torch.full((num_docs, GROUPS), alpha), generator=gen)
-    words = torch.multinomial(theta @ groups, length, replacement=True, generator=gen)  # [D, L]
-    counts = torch.zeros(num_docs, GROUPS * WORDS).scatter_add_(
-        1, words, torch.ones_like(words, dtype=torch.float))
-    return groups, counts
-
-
-def matched_cosines(true, learned) -> np.ndarray:
-    """Cosine of each true topic with its Hungarian-matched learned topic."""
-    a = true / true.norm(dim=-1, keepdim=True)
-    b = learned / learned.norm(dim=-1, keepdim=True)
-    cos = (a @ b.T).numpy()
-    rows, cols = linear_sum_assignment(-cos)
-    return cos[rows, cols]
+    return groups, lda_counts(groups, num_docs, length, alpha, seed)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from tests.models.planted import lda_counts, matched_cosines
 from zoo import metrics, topics
 from zoo.data import Dataset, TensorSplit
 from zoo.registry import get_guide, get_model
@@ -27,22 +27,8 @@ def bars_topics(grid=GRID) -> torch.Tensor:
 
 def bars_corpus(num_docs=1000, length=100, alpha=0.5, seed=0):
     """Documents sampled from LDA with the bars as topics: ``(topics [10, 25], counts [D, 25])``."""
-    gen = torch.Generator().manual_seed(seed)
     true = bars_topics()
-    theta = torch._sample_dirichlet(torch.full((num_docs, true.shape[0]), alpha), generator=gen)
-    words = torch.multinomial(theta @ true, length, replacement=True, generator=gen)  # [D, L]
-    counts = torch.zeros(num_docs, true.shape[1]).scatter_add_(1, words, torch.ones_like(
-        words, dtype=torch.float))
-    return true, counts
-
-
-def matched_cosines(true, learned) -> np.ndarray:
-    """Cosine similarity of each true topic with its Hungarian-matched learned topic."""
-    a = true / true.norm(dim=-1, keepdim=True)
-    b = learned / learned.norm(dim=-1, keepdim=True)
-    cos = (a @ b.T).numpy()
-    rows, cols = linear_sum_assignment(-cos)
-    return cos[rows, cols]
+    return true, lda_counts(true, num_docs, length, alpha, seed)
 
 
 def bars_dataset(alpha, num_train=800):

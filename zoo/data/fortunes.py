@@ -28,11 +28,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from zoo.data.dataset import Dataset
 from zoo.data.registry import register_dataset
-from zoo.data.text import text_dataset
+from zoo.data.text import count_words, text_dataset
 from zoo.data.text_formats import Corpus
 
 #: where ``load("fortunes")`` looks when neither ``folder`` nor ``$ZOO_FORTUNES_DIR`` is given
@@ -86,17 +85,7 @@ def count_texts(texts, vocab_size=2000, stop_words="english", min_df=1, max_df=1
     from sklearn.feature_extraction.text import CountVectorizer
 
     analyzer = CountVectorizer(stop_words=stop_words, token_pattern=token_pattern).build_analyzer()
-    words = [analyzer(t) for t in texts]
-    vectorizer = CountVectorizer(analyzer=lambda ws: ws, max_features=vocab_size,
-                                 min_df=min_df, max_df=max_df)
-    try:
-        counts = vectorizer.fit_transform(words)
-    except ValueError as exc:
-        raise ValueError(f"{source}: cannot build a vocabulary ({exc}).") from exc
-    index = vectorizer.vocabulary_
-    tokens = [np.array([index[w] for w in ws if w in index], np.int64) for ws in words]
-    vocab = [str(w) for w in vectorizer.get_feature_names_out()]
-    return Corpus(sp.csr_matrix(counts, dtype=np.int64), vocab, tokens, source=str(source))
+    return count_words([analyzer(t) for t in texts], vocab_size, min_df, max_df, source=source)
 
 
 @register_dataset("fortunes")

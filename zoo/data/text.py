@@ -175,26 +175,31 @@ def read_text(path, vocab_size=2000, stop_words="english", min_df=1, max_df=1.0,
     docs = read_lines(path)
     if isinstance(vocab, (str, os.PathLike)):
         vocab = read_vocab(vocab)
-    base = CountVectorizer(stop_words=stop_words).build_analyzer()
-    analyzed = []
+    analyzer = CountVectorizer(stop_words=stop_words).build_analyzer()
+    return count_words([analyzer(doc) for doc in docs], vocab_size, min_df, max_df, vocab,
+                       source=path)
 
-    def analyzer(doc):  # the words of each document, in order, recorded once
-        words = base(doc)
-        analyzed.append(words)
-        return words
+
+def count_words(words: list[list[str]], vocab_size=2000, min_df=1, max_df=1.0, vocab=None,
+                source="") -> Corpus:
+    """The :class:`~zoo.data.text_formats.Corpus` of documents given as their words in order:
+    counts over the ``vocab_size`` most frequent words that pass ``min_df``/``max_df``, or
+    over exactly ``vocab``, and each document's word ids in order (out-of-vocabulary dropped).
+    ``source`` names the input in errors."""
+    from sklearn.feature_extraction.text import CountVectorizer
 
     vectorizer = CountVectorizer(
-        analyzer=analyzer, vocabulary=vocab, max_features=None if vocab else vocab_size,
+        analyzer=lambda ws: ws, vocabulary=vocab, max_features=None if vocab else vocab_size,
         min_df=min_df, max_df=max_df,
     )
     try:
-        counts = vectorizer.fit_transform(docs)
+        counts = vectorizer.fit_transform(words)
     except ValueError as exc:
-        raise ValueError(f"{path}: cannot build a vocabulary ({exc}).") from exc
+        raise ValueError(f"{source}: cannot build a vocabulary ({exc}).") from exc
     index = vectorizer.vocabulary_
-    tokens = [np.array([index[w] for w in words if w in index], np.int64) for words in analyzed]
-    words = [str(w) for w in vectorizer.get_feature_names_out()]
-    return Corpus(sp.csr_matrix(counts, dtype=np.int64), words, tokens, source=str(path))
+    tokens = [np.array([index[w] for w in ws if w in index], np.int64) for ws in words]
+    vocab = [str(w) for w in vectorizer.get_feature_names_out()]
+    return Corpus(sp.csr_matrix(counts, dtype=np.int64), vocab, tokens, source=str(source))
 
 
 @register_format(".ldac")
