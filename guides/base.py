@@ -42,7 +42,7 @@ class ZooGuide(ZooModule):
     #: :meth:`~zoo.models.base.ZooModel.global_update`, :mod:`zoo.infer.natural`)
     global_step: str = "gradient"
     #: exposes its local parameters: :meth:`local_parameters` and
-    #: :meth:`using_local_parameters` (semi-amortized refinement of held-out data)
+    #: :meth:`~guides.base.ZooGuide.using_local_parameters` (refinement of held-out data)
     refinable: ClassVar[bool] = False
     #: its local sites are Dirichlets with :meth:`local_concentration` and
     #: :meth:`raw_from_concentration`, which a conjugate model's E-step can refine

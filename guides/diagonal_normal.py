@@ -68,14 +68,14 @@ class DiagonalNormalGuide(AmortizedGuide):
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's last hidden layer, or the refined one inside
-        :meth:`using_local_parameters`."""
+        :meth:`~guides.base.AmortizedGuide.using_local_parameters`."""
         if self._override is not None:
             return self._override["hidden"]
         return super().hidden(x)
 
     def head(self, name: str, h: torch.Tensor):
         """``(loc, scale)`` of site ``name`` from the hidden layer, shifted by the refined
-        per-point shifts inside :meth:`using_local_parameters`."""
+        per-point shifts inside :meth:`~guides.base.AmortizedGuide.using_local_parameters`."""
         loc, scale = self.heads[name](h)
         if self._override is not None:
             loc = loc + self._override[f"{name}.loc"]

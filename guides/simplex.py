@@ -5,8 +5,8 @@ A model fits when every latent site is a simplex (local ones vectors, at least o
 global ones of any shape, leading dimensions in plates: LDA's topics ``[K, V]`` live in the
 ``"topics"`` plate that :attr:`~zoo.models.base.LatentSite.plate` names). Local parameters are
 the encoder's raw outputs (:meth:`SimplexGuide.local_parameters`); within
-:meth:`SimplexGuide.using_local_parameters` ``forward`` uses given ones instead, which is how
-held-out documents are refined (:func:`zoo.topics.refine_local_parameters`) and how
+:meth:`~guides.base.AmortizedGuide.using_local_parameters` ``forward`` uses given ones instead,
+which is how held-out documents are refined (:func:`zoo.topics.refine_local_parameters`) and how
 semi-amortized training hands the guide its E-step posteriors (:mod:`zoo.infer.semi_amortized`).
 """
 

@@ -14,7 +14,7 @@ Dirichlets (:attr:`~guides.base.ZooGuide.dirichlet_locals`), each training step
    (started from the encoder's output the updates stay in its basin and the topics then confirm
    its early guesses), without a gradient;
 2. evaluates the objective (any ELBO of :mod:`zoo.infer.objectives`) with the guide sampling
-   :math:`\mathrm{Dir}(\gamma_d)` (:meth:`~guides.simplex.SimplexGuide.using_local_parameters`),
+   :math:`\mathrm{Dir}(\gamma_d)` (:meth:`~guides.base.AmortizedGuide.using_local_parameters`),
    so the topics learn at near-optimal documents' posteriors;
 3. trains the encoder by regression onto :math:`\gamma_d`
    (:meth:`~guides.dirichlet.DirichletGuide.amortization_loss`), a zero-valued guide factor
