@@ -47,6 +47,22 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 
 
+def test_json_files_are_strict_json_with_null_for_nan_and_infinity(tmp_path):
+    """Summaries and metrics may hold NaN where a figure does not apply (k-hat when no point
+    has enough particles for the Pareto fit): JSON has no NaN, so it is written as null, which
+    strict readers (``jq``, JavaScript) accept."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    runs.write_json({"a": float("nan"), "b": [float("inf"), 1.5], "c": (2, -float("inf"))},
+                    tmp_path / "summary.json")
+    runs.append_metrics(tmp_path, {"epoch": 1, "heldout_elbo": float("nan")})
+    assert json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse) == {
+        "a": None, "b": [None, 1.5], "c": [2, None]}
+    assert json.loads((tmp_path / runs.METRICS).read_text(), parse_constant=refuse) == {
+        "epoch": 1, "heldout_elbo": None}
+
+
 def test_only_the_runs_own_temporaries_are_removed(tmp_path):
     for name in ("checkpoint.pt.1a2b3c4d.tmp", "config.json.00ff00ff.tmp", "mine.tmp"):
         (tmp_path / name).write_text("x")

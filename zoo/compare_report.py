@@ -358,7 +358,7 @@ def build(cells, out, evaluation, setup, status, progress, *, training, budget,
         for name, fig in figures.items():
             fig.savefig(out / name, dpi=110, bbox_inches="tight")
         runs.atomic_write_text(text, out / "report.md")
-        runs.write_json(_jsonable(report), out / "report.json")
+        runs.write_json(report, out / "report.json")
     import matplotlib.pyplot as plt
 
     for fig in figures.values():  # kept in the result, not left to a notebook to show twice
@@ -413,13 +413,3 @@ def _posterior_section(cells, results, posteriors, evaluation, figures) -> dict 
     summary = _table(["configuration", "coordinate", "q mean", "q sd",
                                      "p mean", "p sd"], table)
     return {"text": text, "summary": summary, "after": after}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

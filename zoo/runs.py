@@ -27,6 +27,7 @@ option means). The engine
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import secrets
@@ -109,13 +110,16 @@ def write_json(obj, path) -> None:
 
 
 def jsonable(obj):
-    """Dataclasses, tuples and nested dicts as plain JSON values."""
+    """Dataclasses, tuples and nested dicts as plain JSON values; a NaN or infinite float as
+    ``null`` (JSON has neither, and strict readers such as ``jq`` refuse Python's ``NaN``)."""
     if is_dataclass(obj) and not isinstance(obj, type):
         obj = asdict(obj)
     if isinstance(obj, dict):
         return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj
 
 
@@ -286,13 +290,14 @@ def load_state(module, ckpt: dict, name: str, path) -> None:
 def append_metrics(run_dir, record: dict) -> None:
     """One epoch's line of ``metrics.jsonl`` (written after its checkpoint)."""
     with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(jsonable(record)) + "\n")
 
 
 def rewrite_metrics(run_dir, history: list[dict]) -> None:
     """``metrics.jsonl`` as the checkpoint's history: a killed run may have logged epochs past
     its last checkpoint."""
-    atomic_write_text("".join(json.dumps(h) + "\n" for h in history), Path(run_dir) / METRICS)
+    atomic_write_text("".join(json.dumps(jsonable(h)) + "\n" for h in history),
+                      Path(run_dir) / METRICS)
 
 
 # ------------------------------------------------------------------------ config and models
