@@ -167,6 +167,21 @@ def extra_metrics(model, guide, dataset, refine_steps: int | None = 0) -> dict:
     return {}
 
 
+def amortization_summary(model, guide, dataset, steps: int, summary: dict) -> dict:
+    """``zoo evaluate --refine STEPS`` on a model that is not a topic model: the held-out
+    amortization gap (:func:`zoo.infer.amortization.amortization_gap`), and the approximation
+    gap where ``summary`` has the importance-sampled log-likelihood."""
+    from zoo.infer.amortization import amortization_gap
+
+    gap = amortization_gap(model, guide, dataset.test, steps=steps)
+    out = {"refine_steps": steps, "refined_elbo": gap["elbo_refined"],
+           "amortization_gap": gap["amortization_gap"],
+           "amortization_gap_stderr": gap["amortization_gap_stderr"]}
+    if "is_log_likelihood" in summary:
+        out["approximation_gap"] = summary["is_log_likelihood"] - gap["elbo_refined"]
+    return out
+
+
 def per_epoch_metrics(model, guide, dataset) -> dict:
     """The scalar metrics worth a line in ``metrics.jsonl`` every epoch (no word lists)."""
     return {k: v for k, v in extra_metrics(model, guide, dataset).items()
@@ -242,6 +257,11 @@ def cmd_evaluate(args):
     except ValueError as exc:
         raise ValueError(f"--device: {exc}") from None
     model, guide, dataset, config, ckpt = runs.load_run(args.run, device=args.device)
+    gap = bool(args.refine) and not (dataset.kind == "text" and model.topic_model)
+    if gap:  # refused before any work when there is nothing to refine
+        from zoo.infer.amortization import check_refinable
+
+        check_refinable(model, guide)
     pyro.set_rng_seed(args.seed)
     summary = {
         "epochs": ckpt["epoch"],
@@ -254,6 +274,8 @@ def cmd_evaluate(args):
 
         summary.update(importance_summary(model, guide, dataset.test, args.num_particles,
                                           chunk_size=args.chunk_size, batch_size=args.batch_size))
+    if gap:
+        summary.update(amortization_summary(model, guide, dataset, args.refine, summary))
     print(json.dumps(runs.jsonable(summary), indent=2), flush=True)  # the results come first
     try:
         runs.write_json(summary, target)
@@ -306,9 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(e, "--elbo-particles", type=int, default=1, check=options.at_least(1),
                help="particles of the held-out ELBO estimate (default 1)")
     add_option(e, "--refine", type=int, metavar="STEPS", check=options.at_least(0),
-               help="topic models: also report the held-out perplexity with each document's "
-                    "posterior refined STEPS steps at fixed topics (semi-amortized; default "
-                    "100 for LDA with the dirichlet guide, else 0)")
+               help="refine each held-out posterior STEPS steps at the fixed model: topic "
+                    "models report the refined perplexity (default 100 for LDA with the "
+                    "dirichlet guide, else 0), other models the amortization gap (and the "
+                    "approximation gap with --num-particles; default 0)")
     add_option(e, "--seed", type=int, default=0, check=options.seed, help="default 0")
     add_option(e, "--device", default="cpu", check=options.device,
                help="auto, cpu, cuda or cuda:N (default cpu)")

@@ -81,6 +81,18 @@ def point_elbos(model, guide, x: torch.Tensor, num_particles: int = 8,
     return point_log_weights(weights).mean(0)
 
 
+def check_refinable(model, guide) -> None:
+    """Refuse, with the reason, a pair whose posteriors cannot be refined per data point."""
+    if not guide.refinable:
+        raise ValueError(f"guide '{guide.registry_name}' does not expose its local parameters, "
+                         "so its posteriors cannot be refined per data point.")
+    glob = [s.name for s in model.latent_sites() if not s.local]
+    if glob:
+        raise ValueError(f"model '{model.registry_name}' has a global latent ({glob[0]!r}): its "
+                         "ELBO does not split into one per data point, so there is no per-point "
+                         "refinement.")
+
+
 def amortization_gap(model, guide, data, steps: int = 100, lr: float = 1e-2,
                      num_particles: int = 8, eval_particles: int = 100,
                      batch_size: int = 50) -> dict:
@@ -90,9 +102,7 @@ def amortization_gap(model, guide, data, steps: int = 100, lr: float = 1e-2,
     nats per data point: ``elbo_amortized`` and ``elbo_refined`` (means), ``amortization_gap``
     (their mean difference) with its standard error over points, the per-point differences
     (``pointwise_amortization_gap``), and ``refine_steps``."""
-    if not guide.refinable:
-        raise ValueError(f"guide '{guide.registry_name}' does not expose its local parameters, "
-                         "so its posteriors cannot be refined per data point.")
+    check_refinable(model, guide)
     was_training = model.training, guide.training
     model.eval()
     guide.eval()
