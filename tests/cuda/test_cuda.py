@@ -24,6 +24,7 @@ from zoo import cli, plots, runs  # noqa: E402
 from zoo.data.dataset import DeviceSplit, TensorSplit  # noqa: E402
 from zoo.evaluation import heldout_elbo  # noqa: E402
 from zoo.infer import get_objective, resampling  # noqa: E402
+from zoo.infer.amortization import amortization_gap  # noqa: E402
 from zoo.infer.importance import log_likelihood, sample_posterior  # noqa: E402
 from zoo.models.base import ZooModel, like_module  # noqa: E402
 from zoo.registry import (  # noqa: E402
@@ -147,6 +148,10 @@ def test_every_guide_trains_evaluates_and_samples_on_the_gpu(guide_name, digits)
                             batch_size=100)
     assert result.khat.device.type == "cpu" and torch.isfinite(result.log_likelihood).all()
     assert torch.isfinite(result.khat).any()
+    if guide.refinable:  # per-point refinement: the local parameters' copies live on the GPU
+        gap = amortization_gap(model, guide, digits.test.batch(torch.arange(20)), steps=5,
+                               eval_particles=10)
+        assert math.isfinite(gap["amortization_gap"])
     idata = sample_posterior(model, guide, digits.test.dense()[:2], num_samples=50, seed=0)
     assert idata.posterior["z"].shape == (1, 50, 2, model.latent_dim)
     with torch.no_grad():
