@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from pyro.infer import Trace_ELBO
 
-from zoo.models.base import like_module
+from zoo.models.base import evaluating, like_module
 
 
 def batched(split, batch_size: int):
@@ -28,21 +28,16 @@ def batched(split, batch_size: int):
         yield split.batch(torch.arange(start, min(start + batch_size, n)))
 
 
-@torch.no_grad()
 def heldout_elbo(model, guide, split, batch_size: int = 1000, num_particles: int = 1) -> float:
     """Mean ELBO per data point of ``split`` (nats; higher is better); batches go to the
     model's device and dtype."""
-    was_training = model.training, guide.training
-    model.eval()
-    guide.eval()
     elbo = Trace_ELBO(
         num_particles=num_particles,
         vectorize_particles=num_particles > 1,
         max_plate_nesting=model.max_plate_nesting,
     )
     total = 0.0
-    for x in batched(split, batch_size):
-        total += elbo.loss(model, guide, like_module(x, model))  # -sum_n ELBO_n (scale 1)
-    model.train(was_training[0])
-    guide.train(was_training[1])
+    with evaluating(model, guide):
+        for x in batched(split, batch_size):
+            total += elbo.loss(model, guide, like_module(x, model))  # -sum_n ELBO_n (scale 1)
     return -total / len(split)

@@ -58,7 +58,7 @@ from zoo.data.text import SparseCountsSplit
 from zoo.evaluation import batched
 from zoo.infer.amortization import refine
 from zoo.infer.importance import particle_log_weights
-from zoo.models.base import like_module
+from zoo.models.base import evaluating, like_module
 from zoo.models.lda_bounds import lda_heldout_bounds
 
 
@@ -135,10 +135,7 @@ def heldout_bounds(model, guide, split, batch_size: int = 500, num_particles: in
     like_module`). ``refine_lr`` is the Adam rate of the generic refinement (the closed-form
     one steps log-concentrations at :func:`~zoo.models.lda_bounds.refine_dirichlet`'s default
     rate)."""
-    was_training = model.training, guide.training
-    model.eval()
-    guide.eval()
-    try:
+    with evaluating(model, guide, no_grad=False):  # the generic refinement takes gradients
         with torch.no_grad():
             means = global_means(model, guide)
         if refine_steps > 0 and has_closed_form_refinement(model, guide):
@@ -156,9 +153,6 @@ def heldout_bounds(model, guide, split, batch_size: int = 500, num_particles: in
             lengths.append(x.sum(-1))
         return (torch.cat(bounds).cpu().numpy().astype(np.float64),
                 torch.cat(lengths).cpu().numpy())
-    finally:
-        model.train(was_training[0])
-        guide.train(was_training[1])
 
 
 def closed_form_refined_bounds(model, guide, split, means, refine_steps: int, batch_size: int,

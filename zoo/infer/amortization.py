@@ -45,7 +45,7 @@ from collections.abc import Callable
 import torch
 
 from zoo.infer.importance import particle_log_weights, point_batches, point_log_weights
-from zoo.models.base import like_module
+from zoo.models.base import evaluating, like_module
 
 
 def refine(raw: dict, bound: Callable[[dict], torch.Tensor], steps: int, lr: float) -> dict:
@@ -76,8 +76,7 @@ def point_elbos(model, guide, x: torch.Tensor, num_particles: int = 8,
         weights, _ = particle_log_weights(model, guide, (x,), {}, num_particles,
                                           model.max_plate_nesting, model.plate_name)
     if weights.has_global:
-        raise ValueError(f"model '{model.registry_name}' has a global latent: its ELBO does not "
-                         "split into one per data point, so there is no per-point refinement.")
+        check_refinable(model, guide)  # raises, naming the global latent
     return point_log_weights(weights).mean(0)
 
 
@@ -103,11 +102,8 @@ def amortization_gap(model, guide, data, steps: int = 100, lr: float = 1e-2,
     (their mean difference) with its standard error over points, the per-point differences
     (``pointwise_amortization_gap``), and ``refine_steps``."""
     check_refinable(model, guide)
-    was_training = model.training, guide.training
-    model.eval()
-    guide.eval()
     amortized, refined = [], []
-    try:
+    with evaluating(model, guide, no_grad=False):  # refinement takes gradients
         for x in point_batches(data, batch_size):
             x = like_module(x, model)
             with torch.no_grad():
@@ -117,9 +113,6 @@ def amortization_gap(model, guide, data, steps: int = 100, lr: float = 1e-2,
                          steps, lr)
             with torch.no_grad():
                 refined.append(point_elbos(model, guide, x, eval_particles, raw))
-    finally:
-        model.train(was_training[0])
-        guide.train(was_training[1])
     amortized = torch.cat(amortized).double().cpu()
     refined = torch.cat(refined).double().cpu()
     gap = refined - amortized

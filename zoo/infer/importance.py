@@ -35,7 +35,6 @@ the batch, and :func:`log_likelihood` then needs the whole data set as one batch
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +44,7 @@ from pyro.ops.stats import fit_generalized_pareto
 from pyro.poutine.util import site_is_subsample
 
 from zoo.infer.resampling import log_mean_exp_stderr, resample
-from zoo.models.base import like_module
+from zoo.models.base import evaluating, like_module
 from zoo.poutine import LogWeightMessenger, ResampleMessenger, max_plate_nesting, particles
 
 
@@ -121,20 +120,6 @@ class ImportanceResult:
         }
 
 
-@contextmanager
-def _evaluating(*programs):
-    modules = [m for m in programs if isinstance(m, torch.nn.Module)]  # guides may be functions
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
-
-
 def point_batches(data, batch_size: int):
     """Consecutive batches of data points: of a split (``.batch``, dense) or of a tensor."""
     n = len(data)
@@ -186,7 +171,7 @@ def log_likelihood(model, guide, data, num_particles: int = 1000, chunk_size: in
     keep = tail_size(num_particles) + 1 if compute_khat else 0
     plate = getattr(model, "plate_name", "data")
     runs, mpn, joint = [], None, False
-    with _evaluating(model, guide):
+    with evaluating(model, guide):
         for x in point_batches(data, batch_size):
             x = _like_model(x, model)
             if mpn is None:
@@ -242,7 +227,7 @@ def sample_posterior(model, guide, data, num_samples: int = 1000, num_particles:
         torch.manual_seed(seed)
     x = data.dense() if hasattr(data, "dense") else data
     x = _like_model(x, model)
-    with _evaluating(model, guide):
+    with evaluating(model, guide):
         mpn = max_plate_nesting(model, guide, x)
         weights, guide_trace = particle_log_weights(
             model, guide, (x,), {}, num_particles, mpn, plate

@@ -33,6 +33,7 @@ The smallest model (a tutorial's, ``README.md`` "Adding a model or guide" has th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import ClassVar
@@ -243,6 +244,24 @@ class ZooModel(ZooModule):
         Bayes, the target of a natural-gradient step) for models with
         :attr:`conjugate_updates`."""
         raise NotImplementedError(f"model '{self.registry_name}' has no closed-form M-step.")
+
+
+@contextlib.contextmanager
+def evaluating(*programs, no_grad: bool = True):
+    """Within this context every module among ``programs`` is in ``eval()`` mode (dropout off,
+    BatchNorm on its running statistics) and, with ``no_grad``, no graph is recorded; each
+    module's mode is restored on the way out, also after an error. Programs that are not
+    modules (a guide may be a function) are left as they are."""
+    modules = [m for m in programs if isinstance(m, torch.nn.Module)]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
 
 
 def like_module(x: torch.Tensor, module) -> torch.Tensor:
