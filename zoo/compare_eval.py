@@ -171,15 +171,13 @@ def amortization(model, guide, dataset, settings: Evaluation, result: dict) -> d
         return {}
     from zoo.infer.amortization import amortization_gap
 
-    points = dataset.test.batch(torch.arange(n))
-    gap = amortization_gap(model, guide, points, steps=steps, batch_size=settings.batch_size)
-    out = {"refined_elbo": gap["elbo_refined"], "amortization_gap": gap["amortization_gap"],
-           "amortization_gap_stderr": gap["amortization_gap_stderr"], "refine_steps": steps,
-           "refine_points": n}
-    if "pointwise_log_likelihood" in result:
-        log_px = float(np.mean(result["pointwise_log_likelihood"][:n]))
-        out["approximation_gap"] = log_px - gap["elbo_refined"]
-    return out
+    pointwise = result.get("pointwise_log_likelihood")
+    gap = amortization_gap(model, guide, dataset.test.batch(torch.arange(n)), steps=steps,
+                           batch_size=settings.batch_size,
+                           log_likelihood=None if pointwise is None
+                           else float(np.mean(pointwise[:n])))
+    del gap["pointwise_amortization_gap"]
+    return {**gap, "refine_points": n}
 
 
 @torch.no_grad()

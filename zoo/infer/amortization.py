@@ -93,14 +93,16 @@ def check_refinable(model, guide) -> None:
 
 
 def amortization_gap(model, guide, data, steps: int = 100, lr: float = 1e-2,
-                     num_particles: int = 8, eval_particles: int = 100,
-                     batch_size: int = 50) -> dict:
+                     num_particles: int = 8, eval_particles: int = 100, batch_size: int = 50,
+                     log_likelihood: float | None = None) -> dict:
     r"""Refine every point of ``data`` (a :class:`~zoo.data.dataset.Split` or a tensor of
     points) for ``steps`` Adam steps of rate ``lr`` on its ELBO (``num_particles`` draws per
     step) and score both guides with ``eval_particles`` draws per point, in eval mode. Returns
-    nats per data point: ``elbo_amortized`` and ``elbo_refined`` (means), ``amortization_gap``
+    nats per data point: ``amortized_elbo`` and ``refined_elbo`` (means), ``amortization_gap``
     (their mean difference) with its standard error over points, the per-point differences
-    (``pointwise_amortization_gap``), and ``refine_steps``."""
+    (``pointwise_amortization_gap``), ``refine_steps``, and, given ``log_likelihood`` (the mean
+    importance-sampled :math:`\log p(x)` of the same points), the ``approximation_gap``
+    :math:`\log p(x) - \mathrm{ELBO}(q^*)`."""
     check_refinable(model, guide)
     amortized, refined = [], []
     with evaluating(model, guide, no_grad=False):  # refinement takes gradients
@@ -117,8 +119,11 @@ def amortization_gap(model, guide, data, steps: int = 100, lr: float = 1e-2,
     refined = torch.cat(refined).double().cpu()
     gap = refined - amortized
     n = len(gap)
-    return {"elbo_amortized": amortized.mean().item(), "elbo_refined": refined.mean().item(),
-            "amortization_gap": gap.mean().item(),
-            "amortization_gap_stderr": gap.std().item() / math.sqrt(n) if n > 1 else math.nan,
-            "pointwise_amortization_gap": gap.tolist(), "refine_steps": steps}
+    out = {"amortized_elbo": amortized.mean().item(), "refined_elbo": refined.mean().item(),
+           "amortization_gap": gap.mean().item(),
+           "amortization_gap_stderr": gap.std().item() / math.sqrt(n) if n > 1 else math.nan,
+           "pointwise_amortization_gap": gap.tolist(), "refine_steps": steps}
+    if log_likelihood is not None:
+        out["approximation_gap"] = log_likelihood - out["refined_elbo"]
+    return out
 
