@@ -135,7 +135,8 @@ def score(model, guide, dataset, settings: Evaluation) -> dict:
         result.update(estimate.summary())
         result["pointwise_log_likelihood"] = estimate.log_likelihood.tolist()
         result["inference_gap"] = result["is_log_likelihood"] - result["heldout_elbo"]
-    if dataset.kind == "text" and model.topic_model:
+    topic_model = dataset.kind == "text" and model.topic_model
+    if topic_model:
         refine = settings.refine_steps
         if refine is None:
             refine = cli.default_refine_steps(model, guide)
@@ -154,7 +155,7 @@ def score(model, guide, dataset, settings: Evaluation) -> dict:
         result["active_units"] = {k: int((v > ACTIVE_THRESHOLD).sum()) for k, v in
                                   variances.items()}
         result["unit_variances"] = {k: v.tolist() for k, v in variances.items()}
-    if not (dataset.kind == "text" and model.topic_model):
+    if not topic_model:
         # last, so that the figures above draw the random numbers they drew without it
         result.update(amortization(model, guide, dataset, settings, result))
     return result
