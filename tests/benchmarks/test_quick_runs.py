@@ -27,3 +27,12 @@ def test_benchmark_runs_quick(name):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|" in result.stdout, "a benchmark prints a markdown row"
+
+
+@pytest.mark.parametrize("flag", ["--model-option", "--train-option"])
+def test_a_malformed_benchmark_option_is_refused_by_name(flag):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "short_texts.py"), "--quick", flag,
+                             "dropout"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0 and "expected KEY=VALUE, got 'dropout'" in result.stderr
+    assert "Traceback" not in result.stderr

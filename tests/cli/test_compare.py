@@ -298,6 +298,8 @@ def test_comparing_run_folders_without_out_writes_nothing(grid):
     (["vae", "--guides", "diagonal_normal", "--guide-opt", "num_flows=2"],
      "no guide of this comparison .diagonal_normal. takes the option 'num_flows'"),
     (["nothere"], "nothere: neither a run folder .no config.json. nor a model"),
+    (["vae", "--refine-points", "-1"], "evaluation refine_points must be an integer >= 0"),
+    (["vae", "--refine", "-5"], "evaluation refine_steps must be an integer >= 0"),
 ])
 def test_bad_input_is_refused_before_any_training(argv, message, tmp_path):
     with pytest.raises(SystemExit, match=message):
