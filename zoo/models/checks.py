@@ -60,3 +60,10 @@ def probability(name: str, value) -> float:
     if not _is_number(value) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
     return float(value)
+
+
+def choice(name: str, value, options: tuple) -> str:
+    """``value`` when it is one of ``options`` (a model's named variants)."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value

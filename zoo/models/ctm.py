@@ -138,8 +138,7 @@ class CTM(ZooModel):
         checks.positive("alpha", alpha)
         if theta_dropout is not None:
             checks.probability("theta_dropout", theta_dropout)
-        if prior_form not in self.PRIOR_FORMS:
-            raise ValueError(f"prior_form must be one of {self.PRIOR_FORMS}, got {prior_form!r}")
+        checks.choice("prior_form", prior_form, self.PRIOR_FORMS)
         if decoder not in self.DEFAULT_THETA_DROPOUT:
             raise ValueError(f"decoder must be 'product' or 'mixture', got {decoder!r}")
         if prior_warmup < 0:

@@ -150,8 +150,7 @@ class DLGM(ZooModel):
         checks.sizes("hidden_dims", hidden_dims, allow_empty=True)
         checks.sizes("transition_dims", transition_dims, allow_empty=True)
         check_pixel_likelihood(likelihood)
-        if noise not in NOISE:
-            raise ValueError(f"noise must be one of {NOISE}, got {noise!r}")
+        checks.choice("noise", noise, NOISE)
         latent_dims, hidden_dims = tuple(latent_dims), tuple(hidden_dims)
         transition_dims = tuple(transition_dims)
         if not latent_dims or min(latent_dims) < 1:
