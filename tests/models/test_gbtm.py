@@ -69,11 +69,13 @@ def test_biterm_dataset_needs_token_order(tmp_path):
     assert data.train.batch(torch.arange(2), torch.Generator().manual_seed(0)).shape[1:] == (4, 4)
 
 
-def test_recovers_planted_topics_from_short_texts():
+@pytest.mark.parametrize("likelihood", ["endpoints", "biterms"])
+def test_recovers_planted_topics_from_short_texts(likelihood):
     """Four disjoint 10-word topics, 1,500 single-topic texts of 6-12 words, mini-corpora of 3.
-    Topics are read as the decoder's word distribution at theta = e_k (eval mode); after
-    Hungarian matching their cosine to the planted topics averages >= 0.65 (measured 0.73; the
-    untrained model scores 0.51) and their top-10 words are >= 70 % right on average (measured
+    Topics are ``topic_word_matrix``'s (the product decoder's word distribution at theta = e_k in
+    eval mode; the mixture's phi); after Hungarian matching their cosine to the planted topics
+    averages >= 0.65 (measured 0.80 for the endpoint likelihood, 0.85 for BTM's; the untrained
+    model scores 0.51) and their top-10 words are >= 70 % right on average (measured 90 % and
     80 %)."""
     from zoo.registry import get_guide, get_model
     from zoo.train import fit
@@ -91,7 +93,7 @@ def test_recovers_planted_topics_from_short_texts():
     def matched(model):
         model.eval()
         with torch.no_grad():
-            topics = torch.softmax(model.decoder_norm(model.decoder(torch.eye(k))), -1).numpy()
+            topics = model.topic_word_matrix().numpy()
         unit = topics / np.linalg.norm(topics, axis=1, keepdims=True)
         cosine = unit @ (beta / np.linalg.norm(beta, axis=1, keepdims=True)).T
         rows, cols = linear_sum_assignment(-cosine)
@@ -100,7 +102,7 @@ def test_recovers_planted_topics_from_short_texts():
         return cosine[rows, cols].mean(), precision
 
     torch.manual_seed(0)
-    model = get_model("gbtm", input_dim=v, num_topics=k)
+    model = get_model("gbtm", input_dim=v, num_topics=k, likelihood=likelihood)
     guide = get_guide("gcn_normal", model, gcn_dim=32, hidden_dims=(32,))
     before, _ = matched(model)
     history = fit(model, guide, data, epochs=15, batch_size=32, lr=0.005, seed=0, progress=False)
@@ -108,3 +110,64 @@ def test_recovers_planted_topics_from_short_texts():
     cosine, precision = matched(model)
     assert before < 0.6
     assert cosine >= 0.65 and precision >= 0.7
+
+
+def test_biterm_likelihood_sums_each_pair_once_over_a_mixture_of_topics():
+    """BTM's likelihood on a hand-made graph, against the sum written out pair by pair:
+    sum_{i <= j} A_ij log sum_k theta_k phi_ki phi_kj, with particle dimensions kept."""
+    from zoo.registry import get_model
+
+    torch.manual_seed(0)
+    model = get_model("gbtm", input_dim=4, num_topics=3).eval()
+    a = torch.tensor(biterm_matrix([0, 1, 2, 0], vocab_size=4).toarray(), dtype=torch.float32)
+    graphs = torch.stack([a, a.flip(0).flip(1)])  # [2, 4, 4], as dense and as sparse
+    h = torch.randn(5, 2, 3)  # 5 particles of 2 mini-corpora
+    theta, phi = torch.softmax(h, -1), model.topic_words().detach()
+    expected = torch.zeros(5, 2)
+    for b in range(2):
+        for i in range(4):
+            for j in range(i, 4):
+                if graphs[b, i, j] > 0:
+                    mixed = (theta[:, b] * phi[:, i] * phi[:, j]).sum(-1)
+                    expected[:, b] += graphs[b, i, j] * mixed.log()
+    for x in (graphs, graphs.to_sparse()):
+        got = model.biterm_log_likelihood(h, x).detach()
+        assert got.shape == (5, 2)
+        torch.testing.assert_close(got, expected)
+
+
+def test_biterm_prior_samples_two_words_per_biterm_and_options_are_checked():
+    from zoo.registry import get_model
+
+    torch.manual_seed(0)
+    model = get_model("gbtm", input_dim=30, num_topics=4).eval()
+    assert model.config["dropout"] == 0.25 and model.config["likelihood"] == "biterms"
+    counts = model(batch_size=6, num_biterms=7)
+    assert counts.shape == (6, 30) and torch.equal(counts.sum(-1), torch.full((6,), 14.0))
+    assert get_model("gbtm", likelihood="endpoints").config["dropout"] == 0.6
+    with pytest.raises(ValueError, match=r"likelihood must be one of \('endpoints', 'biterms'\)"
+                                         r", got 'pairs'"):
+        get_model("gbtm", likelihood="pairs")
+
+
+def test_mixture_topics_start_at_mini_corpora_once():
+    """The first training step seeds the topics from its batch (k-means++), once: the flag is
+    a buffer, so a resumed run does not seed again."""
+    from zoo.registry import get_model
+
+    docs = [np.array([0, 1, 0, 1, 2]), np.array([5, 6, 7, 5]), np.array([8, 9, 8])] * 4
+    x = BitermSplit(docs, 10, docs_per_corpus=1).batch(torch.arange(12))
+    torch.manual_seed(0)
+    model = get_model("gbtm", input_dim=10, num_topics=3).train()
+    assert not bool(model.topics_seeded) and "topics_seeded" in model.state_dict()
+    model(x)
+    assert bool(model.topics_seeded)
+    # each topic is one of the three kinds of mini-corpus: its words carry most of the mass (the
+    # rest is the seeds' smoothing, 0.5 / V per word)
+    groups = [[0, 1, 2], [5, 6, 7], [8, 9]]
+    phi = model.topic_words().detach()
+    mass = torch.stack([phi[:, g].sum(-1) for g in groups], -1)  # [K, groups]
+    assert sorted(mass.argmax(-1).tolist()) == [0, 1, 2] and mass.max(-1).values.min() > 0.7
+    before = phi.clone()
+    model(x)
+    assert torch.equal(model.topic_words().detach(), before)

@@ -22,6 +22,29 @@ counts every :math:`i \ne j` biterm twice; here each biterm counts once. Its cod
 reconstruction by :math:`10^{-4}`; ``biterm_weight`` tempers the likelihood the same way (1 by
 default: the plain ELBO).
 
+**Two likelihoods.** The endpoint form above (``likelihood="endpoints"``, the paper's) scores each
+word of a biterm on its own, so nothing ties a biterm's two words to one topic; with BatchNorm's
+per-word normalization its topics are the words each topic raises above the batch's mean, and on
+short texts they are rare words that seldom meet (ranked by the raw columns of :math:`W` rather
+than as :meth:`GraphBTM.topic_word_matrix` ranks them, rarer still). BTM's own likelihood
+(``likelihood="biterms"``) draws one topic per biterm and both its words from that topic,
+
+.. math::
+
+    z_b \sim \mathrm{Cat}(\theta), \quad w_{b1}, w_{b2} \mid z_b \sim \mathrm{Cat}(\phi_{z_b}),
+    \qquad
+    \log p(A \mid h) = \sum_{i \le j} A_{ij} \log \sum_k \theta_k \phi_{ki} \phi_{kj},
+
+with :math:`\phi_k = \mathrm{softmax}(W_{\cdot k})`, a mixture (no BatchNorm), dropout on
+:math:`\theta` (0.25, renormalized, as NVLDA's), observed as the factor ``"biterms"`` (the order of
+a pair's two words, a constant :math:`\log 2`, is left out). It is BTM's generative story with
+:math:`\theta` per mini-corpus instead of one for the corpus, and what the co-occurrence of two
+words rewards is what NPMI measures. Started from random near-uniform topics a mixture learns the
+corpus average in every topic before the encoder tells mini-corpora apart, and keeps it; the
+topics start at mini-corpora of the first batch chosen by k-means++
+(:func:`~zoo.models.word_counts.seed_topics`), as CTM's mixture decoder and the
+``logistic_normal`` guide's topics do.
+
 The guide is the graph encoder ``gcn_normal`` (:mod:`guides.gcn_normal`), which fits every model
 that declares ``graph_input``.
 
@@ -47,7 +70,7 @@ from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel, data_plate
 from zoo.models.nets import flat_apply
 from zoo.models.priors import dirichlet_laplace_approximation
-from zoo.models.word_counts import WordCounts
+from zoo.models.word_counts import WordCounts, seed_topics
 from zoo.registry import register_model
 
 
@@ -56,9 +79,14 @@ class GraphBTM(ZooModel):
     """:param int input_dim: vocabulary size V
     :param int num_topics: K
     :param float alpha: symmetric Dirichlet concentration of the Laplace prior
-    :param float dropout: dropout on theta (the paper's 0.6)
+    :param float dropout: dropout on theta while training; None: the paper's 0.6 for
+        ``"endpoints"``, NVLDA's 0.25 for ``"biterms"``
     :param float biterm_weight: scale of the biterm log-likelihood (1: the ELBO)
+    :param str likelihood: ``"endpoints"`` (the paper's product decoder on endpoint counts) or
+        ``"biterms"`` (BTM's: one topic per biterm, a mixture)
     """
+
+    likelihoods = ("endpoints", "biterms")
 
     default_guide = "gcn_normal"
     topic_model = True
@@ -75,14 +103,19 @@ class GraphBTM(ZooModel):
         return dataset if dataset.kind == "graph" else biterm_dataset(dataset)
 
     def __init__(self, input_dim: int = 2000, num_topics: int = 50, alpha: float = 1.0,
-                 dropout: float = 0.6, biterm_weight: float = 1.0):
+                 dropout: float | None = None, biterm_weight: float = 1.0,
+                 likelihood: str = "biterms"):
         super().__init__()
         checks.count("input_dim", input_dim)
         checks.count("num_topics", num_topics)
         checks.positive("alpha", alpha)
+        checks.choice("likelihood", likelihood, self.likelihoods)
+        if dropout is None:
+            dropout = 0.6 if likelihood == "endpoints" else 0.25
         checks.probability("dropout", dropout)
         self.config = dict(input_dim=input_dim, num_topics=num_topics, alpha=alpha,
-                           dropout=dropout, biterm_weight=biterm_weight)
+                           dropout=dropout, biterm_weight=biterm_weight, likelihood=likelihood)
+        self.likelihood = likelihood
         self.num_topics = num_topics
         self.biterm_weight = biterm_weight
         loc, scale = dirichlet_laplace_approximation(torch.full((num_topics,), float(alpha)))
@@ -90,38 +123,106 @@ class GraphBTM(ZooModel):
         self.register_buffer("prior_scale", scale)
         self.decoder = nn.Linear(num_topics, input_dim, bias=False)  # W: [V, K]
         nn.init.xavier_normal_(self.decoder.weight)
-        self.decoder_norm = nn.BatchNorm1d(input_dim, affine=False)
+        # the product decoder's per-word normalization; a mixture's topics are softmax(W)
+        self.decoder_norm = (nn.BatchNorm1d(input_dim, affine=False)
+                             if likelihood == "endpoints" else None)
         self.theta_dropout = nn.Dropout(dropout)
+        # whether the mixture's topics were seeded from mini-corpora yet (a buffer: a
+        # checkpoint keeps it); the endpoint form needs no seeds
+        self.register_buffer("topics_seeded", torch.tensor(likelihood == "endpoints"))
 
     def latent_sites(self):
         return (LatentSite("doc_logits", "real", (self.num_topics,)),)
 
     def word_logits(self, doc_logits: torch.Tensor) -> torch.Tensor:
-        """``[..., K]`` -> ``[..., V]`` logits of p(w | theta)."""
+        r"""``[..., K]`` -> ``[..., V]`` log-probabilities (up to a constant) of an endpoint's
+        word: the product decoder's logits, or the mixture's :math:`\log \theta^\top\phi`."""
         theta = self.theta_dropout(torch.softmax(doc_logits, -1))  # [..., K]
-        return flat_apply(lambda t: self.decoder_norm(self.decoder(t)), theta)  # [..., V]
+        if self.decoder_norm is not None:
+            return flat_apply(lambda t: self.decoder_norm(self.decoder(t)), theta)  # [..., V]
+        return (self.proportions(theta) @ self.topic_words()).clamp_min(1e-30).log()
+
+    def proportions(self, theta: torch.Tensor) -> torch.Tensor:
+        """theta after dropout, back on the simplex (training only: dropout leaves it)."""
+        if not self.training:
+            return theta
+        return theta / theta.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    def topic_words(self) -> torch.Tensor:
+        r"""The mixture's topics :math:`\phi = \mathrm{softmax}(W^\top)`, ``[K, V]``."""
+        return torch.softmax(self.decoder.weight.T, -1)
+
+    def biterm_log_likelihood(self, doc_logits: torch.Tensor, graphs: torch.Tensor):
+        r""":math:`\sum_{i \le j} A_{ij} \log \sum_k \theta_k \phi_{ki}\phi_{kj}` of each
+        mini-corpus, ``[..., B]``, from the nonzero entries of ``graphs [B, V, V]`` alone (a
+        few dozen per mini-corpus: :math:`O(\text{biterms} \times K)`, never ``[B, V, V]``)."""
+        theta = self.proportions(self.theta_dropout(torch.softmax(doc_logits, -1)))
+        phi = self.topic_words()  # [K, V]
+        graphs = (graphs if graphs.is_sparse else graphs.to_sparse()).coalesce()
+        (b, i, j), count = graphs.indices(), graphs.values()
+        once = i <= j  # the matrix holds each pair {i, j}, i != j, twice
+        b, i, j, count = b[once], i[once], j[once], count[once]
+        pair = (phi[:, i] * phi[:, j]).T  # [biterms, K]
+        mixed = (theta[..., b, :] * pair).sum(-1).clamp_min(1e-30)  # [..., biterms]
+        return theta.new_zeros(theta.shape[:-1]).index_add(-1, b, count * mixed.log())
+
+    @torch.no_grad()
+    def seed_topics(self, graphs: torch.Tensor) -> None:
+        """Start the mixture's topics at mini-corpora of ``graphs`` chosen by k-means++ on
+        their endpoint counts (:func:`~zoo.models.word_counts.seed_topics`; the global RNG,
+        which the engine seeds)."""
+        seeds, _ = seed_topics(endpoint_counts(graphs), self.num_topics)  # [K, V]
+        self.decoder.weight.copy_((seeds.log() - seeds.log().mean(-1, keepdim=True)).T)
+        self.topics_seeded.fill_(True)
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None,
                 batch_size: int = 1, num_biterms: int = 50):
         """Score biterm graphs ``x [B, V, V]`` (sparse or dense); with ``x=None`` draw the
         endpoint counts of ``num_biterms`` biterms per mini-corpus from the prior."""
-        if x is None:
-            x_template = self.prior_loc.new_zeros(batch_size, 1)
-            counts, total = None, 2 * num_biterms
-        else:
-            x_template, counts, total = x, endpoint_counts(x), 1  # counts: [B, V]
+        if x is not None and self.training and not bool(self.topics_seeded):
+            self.seed_topics(x)
+        x_template = self.prior_loc.new_zeros(batch_size, 1) if x is None else x
         with data_plate(self.plate_name, x_template, num_data):
             h = pyro.sample("doc_logits",
                             dist.Normal(self.prior_loc, self.prior_scale).to_event(1))
-            logits = self.word_logits(h)  # [..., B, V]
-            with poutine.scale(scale=self.biterm_weight):  # coefficient: in eval mode only
-                return pyro.sample("endpoints", WordCounts(logits, total,
+            if x is None:
+                return self.sample_endpoints(h, num_biterms)
+            with poutine.scale(scale=self.biterm_weight):
+                if self.likelihood == "biterms":
+                    return pyro.factor("biterms", self.biterm_log_likelihood(h, x))
+                # the multinomial coefficient: in eval mode only
+                return pyro.sample("endpoints", WordCounts(self.word_logits(h), 1,
                                                            normalized=not self.training),
-                                   obs=counts)
+                                   obs=endpoint_counts(x))
+
+    def sample_endpoints(self, doc_logits: torch.Tensor, num_biterms: int) -> torch.Tensor:
+        """Endpoint counts ``[..., B, V]`` of ``num_biterms`` biterms per mini-corpus from the
+        generative story: the product decoder's words, or for ``"biterms"`` a topic per biterm
+        (site ``"biterm_topics"``) and both its words from that topic."""
+        if self.likelihood == "endpoints":
+            return pyro.sample("endpoints", WordCounts(self.word_logits(doc_logits),
+                                                       2 * num_biterms))
+        theta = torch.softmax(doc_logits, -1)  # [..., B, K] (sampling: eval mode)
+        shape = theta.shape[:-1] + (num_biterms,)
+        z = pyro.sample("biterm_topics", dist.Categorical(
+            theta.unsqueeze(-2).expand(shape + theta.shape[-1:])).to_event(1))  # [..., B, n]
+        phi = self.topic_words()[z]  # [..., B, n, V]
+        words = pyro.sample("biterm_words", dist.Categorical(
+            phi.unsqueeze(-2).expand(shape + (2, phi.shape[-1]))).to_event(2))  # [.., B, n, 2]
+        return nn.functional.one_hot(words, phi.shape[-1]).sum((-3, -2)).to(theta.dtype)
 
     def topic_word_matrix(self, guide=None) -> torch.Tensor:
-        """``softmax`` of each column of W, ``[K, V]`` (the topics as GraphBTM prints them)."""
-        return torch.softmax(self.decoder.weight.detach().T, -1)
+        r"""The topics ``[K, V]``: the mixture's :math:`\phi_k`, or for the product decoder what
+        it emits for a mini-corpus of topic :math:`k` alone (eval mode),
+        :math:`\mathrm{softmax}_v\big((W_{vk} - m_v) / s_v\big)` with BatchNorm's running
+        mean and scale, as :meth:`~zoo.models.prodlda.ProdLDA.topic_word_matrix`."""
+        with torch.no_grad():
+            if self.decoder_norm is None:
+                return self.topic_words()
+            norm = self.decoder_norm
+            logits = (self.decoder.weight.T - norm.running_mean) / (norm.running_var
+                                                                    + norm.eps).sqrt()
+            return torch.softmax(logits, -1)
 
     def example_batch(self, batch_size: int = 4, doc_length: int = 12) -> torch.Tensor:
         """Biterm graphs of ``batch_size`` random documents (uniform words), sparse."""
