@@ -7,7 +7,9 @@ categories, about 15,000 texts of a median 5 words after English stop words; voc
 
 Methods, each at K = 20 and 40 and each training seed:
 
-- **GraphBTM** (``gbtm`` + ``gcn_normal``): mini-corpora of 3 texts, biterms within 30 tokens;
+- **GraphBTM** (``gbtm`` + ``gcn_normal``): mini-corpora of 3 texts, biterms within 30 tokens,
+  with BTM's biterm likelihood (the default); **GraphBTM (endpoints)** with the paper's
+  likelihood of each biterm's words on their own (``likelihood="endpoints"``);
 - **BTM** from ``bitermplus`` (Yan et al.'s collapsed Gibbs sampler on the biterms of each text,
   window 30, alpha = 50 / K, beta = 0.01, the BTM paper's priors), skipped with a message when
   the package is not installed (``pip install bitermplus``);
@@ -27,13 +29,15 @@ seconds (one thread) beside each row.
         --out benchmarks/results/short_texts/btm
 
 (one ``--only`` method per run, as stored in ``benchmarks/results/short_texts/``; GraphBTM's
-100 epochs take about 130 CPU s per K and seed). ``--model-option`` and ``--train-option``
-change the zoo's methods' settings, e.g. ``--model-option dropout=0.2``.
+30 epochs take about 50 CPU s per K and seed, the endpoint form's 100 about 140).
+``--docs-per-corpus`` sets GraphBTM's mini-corpus size; ``--model-option`` and
+``--train-option`` change the zoo's methods' settings, e.g. ``--model-option dropout=0.2``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -58,12 +62,14 @@ from zoo.runs import build  # noqa: E402
 from zoo.train import TrainConfig, fit  # noqa: E402
 
 WINDOW, DOCS_PER_CORPUS = 30, 3
-#: name: (epochs, epochs with --quick, training options beyond the model's defaults)
+#: name: (epochs, epochs with --quick, training options beyond the model's defaults, model
+#: options beyond its defaults)
 METHODS = {
-    "GraphBTM": (100, 2, {}),
-    "BTM (bitermplus)": (500, 5, {}),  # Gibbs sweeps
-    "ProdLDA": (200, 2, {}),
-    "LDA (dirichlet)": (30, 2, {}),
+    "GraphBTM": (30, 2, {}, {}),  # BTM's biterm likelihood, the default; 100 epochs: no better
+    "GraphBTM (endpoints)": (100, 2, {}, {"likelihood": "endpoints"}),  # the paper's
+    "BTM (bitermplus)": (500, 5, {}, {}),  # Gibbs sweeps
+    "ProdLDA": (200, 2, {}, {}),
+    "LDA (dirichlet)": (30, 2, {}, {}),
 }
 
 
@@ -117,8 +123,9 @@ def posterior_means(guide, x) -> np.ndarray:
     return torch.softmax(loc, -1).numpy()
 
 
-def run_graphbtm(texts, num_topics, epochs, seed, options, model_options=None):
-    graphs = biterm_dataset(texts, window=WINDOW, docs_per_corpus=DOCS_PER_CORPUS, seed=0)
+def run_graphbtm(texts, num_topics, epochs, seed, options, model_options=None,
+                 docs_per_corpus=DOCS_PER_CORPUS):
+    graphs = biterm_dataset(texts, window=WINDOW, docs_per_corpus=docs_per_corpus, seed=0)
     model, guide, cpu = train_zoo("gbtm", graphs, num_topics, epochs, seed, options,
                                   model_options)
     single = BitermSplit(texts.test.tokens, texts.num_features, WINDOW, docs_per_corpus=1)
@@ -165,8 +172,8 @@ def run_btm(texts, num_topics, iterations, seed, options, model_options=None):
                                                theta.argmax(1))}
 
 
-RUNNERS = {"GraphBTM": run_graphbtm, "BTM (bitermplus)": run_btm, "ProdLDA": run_prodlda,
-           "LDA (dirichlet)": run_lda}
+RUNNERS = {"GraphBTM": run_graphbtm, "GraphBTM (endpoints)": run_graphbtm,
+           "BTM (bitermplus)": run_btm, "ProdLDA": run_prodlda, "LDA (dirichlet)": run_lda}
 
 
 def markdown(results) -> str:
@@ -206,6 +213,9 @@ def main(argv=None):
     parser.add_argument("--folder", help="fortune files (default: the fortunes loader's)")
     parser.add_argument("--out", help="folder for results.json and results.md")
     parser.add_argument("--quick", action="store_true", help="a few epochs, to check it runs")
+    parser.add_argument("--docs-per-corpus", type=int, default=DOCS_PER_CORPUS,
+                        help=f"texts per GraphBTM mini-corpus (default {DOCS_PER_CORPUS}, the "
+                             f"paper's)")
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a model option for the zoo's methods (repeatable), e.g. "
                              "--model-option dropout=0.2")
@@ -213,6 +223,8 @@ def main(argv=None):
                         help="a training option for the zoo's methods (repeatable), e.g. "
                              "--train-option lr=0.005")
     args = parser.parse_args(argv)
+    if args.docs_per_corpus < 1:
+        parser.error(f"--docs-per-corpus must be >= 1, got {args.docs_per_corpus}")
     model_options = parse_options(args.model_option)
     train_options = parse_options(args.train_option)
     torch.set_num_threads(1)
@@ -226,7 +238,7 @@ def main(argv=None):
               f"{HOW_TO_GET}.")
         return None
     results = {}
-    for name, (epochs, quick_epochs, options) in METHODS.items():
+    for name, (epochs, quick_epochs, options, method_options) in METHODS.items():
         if args.only and not any(selects(o, name) for o in args.only):
             continue
         if name.startswith("BTM"):
@@ -238,8 +250,11 @@ def main(argv=None):
         epochs = quick_epochs if args.quick else (args.epochs or epochs)
         for k in args.topics:
             for seed in args.seeds:
-                run = RUNNERS[name](texts, k, epochs, seed, {**options, **train_options},
-                                    model_options)
+                runner = RUNNERS[name]
+                if runner is run_graphbtm:
+                    runner = functools.partial(runner, docs_per_corpus=args.docs_per_corpus)
+                run = runner(texts, k, epochs, seed, {**options, **train_options},
+                             {**method_options, **model_options})
                 run["epochs"] = epochs
                 results.setdefault(f"{name} K={k}", {})[seed] = run
                 shown = {m: round(v, 3) for m, v in run.items() if m != "top_words"}
@@ -251,7 +266,7 @@ def main(argv=None):
         "hardware": f"{platform.processor() or platform.machine()}, torch threads "
                     f"{torch.get_num_threads()}, "
                     f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
-        "window": WINDOW, "docs_per_corpus": DOCS_PER_CORPUS, "quick": args.quick,
+        "window": WINDOW, "docs_per_corpus": args.docs_per_corpus, "quick": args.quick,
         "model_options": model_options, "train_options": train_options,
         "results": results,
     }

@@ -36,3 +36,11 @@ def test_a_malformed_benchmark_option_is_refused_by_name(flag):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode != 0 and "expected KEY=VALUE, got 'dropout'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_short_texts_refuses_empty_mini_corpora():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "short_texts.py"), "--quick",
+                             "--docs-per-corpus", "0"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0 and "--docs-per-corpus must be >= 1, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
