@@ -255,6 +255,8 @@ STATE_HISTORY = {
     # and before the warm-up existed its prior was learned from the first step.
     "ctm": {"drop": ("docs_seen",),
             "fill": {"prior_learning": lambda m: torch.tensor(bool(m.config["learn_prior"]))}},
+    # GraphBTM before BTM's likelihood: the endpoint form, which seeds no topics
+    "gbtm": {"fill": {"topics_seeded": lambda m: torch.tensor(True)}},
 }
 
 
