@@ -127,3 +127,34 @@ def test_topics_summary_is_reused_only_while_nothing_changed(seed, monkeypatch):
     other = get_model("prodlda", input_dim=12, num_topics=3)  # another model
     zoo_topics.topics_summary(other, guide, data, num_words=5)
     assert len(calls) == 4
+
+
+def test_graphbtm_topics_are_scored_against_the_documents_its_graphs_come_from(tmp_path):
+    """Biterm graphs keep their documents: a GraphBTM run's coherence is that of the same topics
+    against the text dataset itself (the whole corpus), and it reports no per-word perplexity,
+    which needs bags of words; `zoo train` writes the topics with its figure."""
+    from zoo import metrics
+    from zoo.data import load
+    from zoo.data.biterms import biterm_dataset
+
+    docs = tmp_path / "docs.txt"
+    words = "cat dog mat rug stocks markets bonds rates".split()
+    rng = np.random.default_rng(0)
+    docs.write_text("\n".join(" ".join(rng.choice(words[4 * (d % 2):4 * (d % 2) + 4], 6))
+                              for d in range(40)) + "\n")
+    text = load(str(docs), stop_words=None)
+    graphs = biterm_dataset(text)
+    beta = np.random.default_rng(1).dirichlet(np.ones(text.num_features), 3)
+    assert metrics.npmi(beta, zoo_topics.reference_corpus(graphs), top_n=4).mean \
+        == pytest.approx(metrics.npmi(beta, text, top_n=4).mean)
+
+    out = tmp_path / "gbtm"
+    cli.main(["train", "gbtm", "--data", str(docs), "--data-opt", "stop_words=null",
+              "--model-opt", "num_topics=2", "--epochs", "2", "--out", str(out), "--quiet",
+              "--seed", "0"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert -1 <= summary["npmi"] <= 1 and 0 < summary["diversity"] <= 1
+    assert len(summary["top_words"]) == 2 and "perplexity" not in summary
+    assert (out / "topics.png").exists()
+    first_epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert "npmi" in first_epoch and "perplexity" not in first_epoch

@@ -157,9 +157,9 @@ def extra_metrics(model, guide, dataset, refine_steps: int | None = 0) -> dict:
     """Metrics beyond the ELBO that the field reports for this kind of data; for topic models,
     ``refine_steps`` held-out refinement steps (``None``: :func:`default_refine_steps`), and
     the top 10 words (all of them in a vocabulary of fewer)."""
-    if dataset.kind == "text" and model.topic_model:
-        from zoo.topics import topics_summary
+    from zoo.topics import scores_topics, topics_summary
 
+    if scores_topics(model, dataset):
         if refine_steps is None:
             refine_steps = default_refine_steps(model, guide)
         return topics_summary(model, guide, dataset, refine_steps=refine_steps,
@@ -183,8 +183,10 @@ def write_figures(run_dir, model, guide, dataset, history):
         plots.plot_training_curves(history, path=run_dir / "training_curves.png")
     if dataset.kind == "image":
         write_samples(run_dir, model, guide, dataset, num=50)
+    from zoo.topics import scores_topics
+
     vocab = dataset.meta.get("vocab")
-    if dataset.kind == "text" and model.topic_model and vocab is not None:
+    if scores_topics(model, dataset) and vocab is not None:
         from zoo.metrics import top_words
         from zoo.topics import topic_word
 

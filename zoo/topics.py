@@ -187,9 +187,19 @@ def heldout_perplexity(model, guide, split, **options) -> float:
     return metrics.perplexity(*heldout_bounds(model, guide, split, **options))
 
 
+def scores_topics(model, data) -> bool:
+    """Whether a run reports topics (coherence, diversity, top words, the topics figure): a
+    topic model on documents, as bags of words (``"text"``) or as the biterm graphs of
+    mini-corpora of them (``"graph"``, GraphBTM's)."""
+    return model.topic_model and data.kind in ("text", "graph")
+
+
 def reference_corpus(data):
     """What :func:`zoo.metrics.npmi` reads as the whole corpus: the dataset itself when its
-    splits are sparse, else the dense counts of training and held-out documents stacked."""
+    splits are sparse, the documents' token sequences for biterm graphs, else the dense counts
+    of training and held-out documents stacked."""
+    if data.kind == "graph":
+        return [*data.train.tokens, *data.test.tokens]
     if all(isinstance(s, SparseCountsSplit) for s in (data.train, data.test)):
         return data
     return torch.cat([data.train.dense(), data.test.dense()]).cpu().numpy()
@@ -209,9 +219,9 @@ _last_summary: list = [None, None]
 
 def topics_summary(model, guide, data, num_words: int = 10, num_particles: int = 8,
                    refine_steps: int = 0, diversity_k: int = 25) -> dict:
-    """What ``zoo evaluate`` reports for a topic model: held-out perplexity (and, with
-    ``refine_steps``, the semi-amortized one), NPMI against the whole corpus, diversity, and each
-    topic's top words when the data has a vocabulary.
+    """What ``zoo evaluate`` reports for a topic model: held-out perplexity on bags of words
+    (and, with ``refine_steps``, the semi-amortized one), NPMI against the whole corpus,
+    diversity, and each topic's top words when the data has a vocabulary.
 
     A call with the same arguments on unchanged model and guide returns (a copy of) the previous
     result: ``zoo train`` asks for the summary after its last epoch and again for
@@ -237,9 +247,21 @@ def topics_summary(model, guide, data, num_words: int = 10, num_particles: int =
 
 def _topics_summary(model, guide, data, num_words, num_particles, refine_steps, diversity_k):
     beta = topic_word(model, guide)  # [K, V]
+    summary = {"num_topics": int(beta.shape[0])}
+    if data.kind == "text":  # a per-word perplexity needs bags of words (not biterm graphs)
+        summary.update(_perplexities(model, guide, data, num_particles, refine_steps))
+    summary["npmi"] = metrics.npmi(beta, reference_corpus(data), top_n=num_words).mean
+    summary["npmi_reference"] = "whole corpus (train + held-out), document co-occurrence"
+    summary["diversity"] = metrics.topic_diversity(beta, top_k=min(diversity_k, beta.shape[1]))
+    vocab = data.meta.get("vocab")
+    if vocab is not None:
+        summary["top_words"] = metrics.top_words(beta, vocab, num_words)
+    return summary
+
+
+def _perplexities(model, guide, data, num_particles, refine_steps) -> dict:
     bounds, lengths = heldout_bounds(model, guide, data.test, num_particles=num_particles)
     summary = {
-        "num_topics": int(beta.shape[0]),
         "perplexity": metrics.perplexity(bounds, lengths),
         "perplexity_per_document": metrics.per_document_perplexity(bounds, lengths),
         "perplexity_form": "corpus exp(-sum b_d / sum N_d), held-out, multinomial coefficient "
@@ -249,10 +271,4 @@ def _topics_summary(model, guide, data, num_words, num_particles, refine_steps, 
         summary["perplexity_refined"] = metrics.perplexity(*heldout_bounds(
             model, guide, data.test, num_particles=num_particles, refine_steps=refine_steps))
         summary["refine_steps"] = refine_steps
-    summary["npmi"] = metrics.npmi(beta, reference_corpus(data), top_n=num_words).mean
-    summary["npmi_reference"] = "whole corpus (train + held-out), document co-occurrence"
-    summary["diversity"] = metrics.topic_diversity(beta, top_k=min(diversity_k, beta.shape[1]))
-    vocab = data.meta.get("vocab")
-    if vocab is not None:
-        summary["top_words"] = metrics.top_words(beta, vocab, num_words)
     return summary

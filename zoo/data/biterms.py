@@ -123,6 +123,7 @@ class BitermSplit(Split):
             raise ValueError(f"docs_per_corpus must be positive, got {docs_per_corpus}.")
         self.vocab_size, self.window = int(vocab_size), int(window)
         self.docs_per_corpus, self.resample = int(docs_per_corpus), bool(resample)
+        self.tokens = list(tokens)  # the documents themselves: topic coherence's reference
         self.doc_entries = [biterm_entries(t, vocab_size, window) for t in tokens]
         self.num_biterms = np.array([len(extract_biterms(t, window)) for t in tokens])
         order = np.random.default_rng(seed).permutation(len(tokens))
