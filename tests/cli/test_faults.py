@@ -179,6 +179,12 @@ def zoo_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "zoo.cli"]
 
 
+def default_sigint():
+    """Ctrl-C as a terminal delivers it: a shell starts background jobs with SIGINT ignored,
+    a child inherits that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_real_zoo_process_with_one_line_and_the_run_resumes(pixels,
                                                                           monkeypatch):
     run = pixels / "interrupted"
@@ -186,7 +192,7 @@ def test_ctrl_c_stops_a_real_zoo_process_with_one_line_and_the_run_resumes(pixel
             [*zoo_command(), "train", "vae", "--data", "pixels.npy", "--epochs", "30",
              *[a for a in TINY if a != "--quiet"], "--out", str(run)],
             cwd=pixels, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env=environment()) as process:
+            env=environment(), preexec_fn=default_sigint) as process:
         for line in process.stderr:  # off a terminal: one line per epoch
             if line.startswith("epoch   2/30"):
                 process.send_signal(signal.SIGINT)
