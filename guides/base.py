@@ -39,7 +39,7 @@ class ZooGuide(ZooModule):
     local_steps: int = 0
     #: how the global sites learn: ``"gradient"`` (the optimizer follows the ELBO's gradient) or
     #: ``"natural"`` (natural-gradient steps from the model's closed-form
-    #: :meth:`~zoo.models.base.ZooModel.global_update`, :mod:`zoo.infer.natural`)
+    #: :meth:`~zoo.models.base.ZooModel.global_update`, :mod:`zoo.models.natural_steps`)
     global_step: str = "gradient"
     #: exposes its local parameters: :meth:`local_parameters` and
     #: :meth:`~guides.base.ZooGuide.using_local_parameters` (refinement of held-out data)

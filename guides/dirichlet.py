@@ -24,7 +24,7 @@ Two training algorithms use this family, declared by its options and run by the 
 document's :math:`\gamma_d` is found by the model's closed-form E-step and the encoder is
 regressed onto it (:meth:`DirichletGuide.amortization_loss`) [3, 4]; with
 ``global_step="natural"`` the topics' :math:`\lambda` are not parameters but state (buffers)
-that stochastic natural-gradient steps move [5] (:mod:`zoo.infer.natural`), sampled without a
+that stochastic natural-gradient steps move [5] (:mod:`zoo.models.natural_steps`), sampled without a
 gradient path; torch clamps Dirichlet draws at the smallest normal float, so the ELBO stays
 finite at :math:`\lambda` near the prior's :math:`\eta = 1/K`.
 
@@ -72,7 +72,7 @@ class DirichletGuide(SimplexGuide):
         model's ``default_local_steps`` (LDA: 20)
     :param str global_step: how the global sites' Dirichlets learn: ``"gradient"`` (the
         optimizer follows the ELBO's reparameterized gradient) or ``"natural"`` (stochastic
-        natural-gradient steps, :mod:`zoo.infer.natural`; needs a model with
+        natural-gradient steps, :mod:`zoo.models.natural_steps`; needs a model with
         ``conjugate_updates``); default: the model's ``default_global_step``
     :param float natural_offset: :math:`\\tau` of the natural steps' sizes
         :math:`\\rho_t = (t + \\tau)^{-\\kappa}`, :math:`t = 1, 2, \\dots`
@@ -115,7 +115,7 @@ class DirichletGuide(SimplexGuide):
         super().__init__(model, hidden_dims, activation, dropout, batch_norm, global_step_scale)
         self.local_steps = int(local_steps)
         self.global_step = global_step
-        #: the schedule of the natural steps (read by :mod:`zoo.infer.natural`)
+        #: the schedule of the natural steps (read by :mod:`zoo.models.natural_steps`)
         self.natural_options = natural
         self.options.update(init_concentration=init_concentration,
                             min_concentration=min_concentration,

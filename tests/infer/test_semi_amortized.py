@@ -1,5 +1,5 @@
 """Semi-amortized training (zoo/infer/semi_amortized.py) and natural-gradient topic steps
-(zoo/infer/natural.py) on LDA with the Dirichlet guide: the E-step targets, the encoder's
+(zoo/models/natural_steps.py) on LDA with the Dirichlet guide: the E-step targets, the encoder's
 regression, the SVI step against a NumPy reference, its once-per-backward rule, pooling and exact
 resume."""
 

@@ -21,7 +21,7 @@ Dirichlets (:attr:`~guides.base.ZooGuide.dirichlet_locals`), each training step
    scaled like the documents' terms (:math:`D/B`), so the loss's value stays the ELBO;
 4. with ``guide.global_step == "natural"``, moves the topics' :math:`\lambda` by a stochastic
    natural-gradient step towards ``model.global_update`` at those :math:`\gamma_d`
-   (:class:`~zoo.infer.natural.NaturalSteps`, once per backward pass).
+   (:class:`~zoo.models.natural_steps.NaturalSteps`, once per backward pass).
 
 Out of training (``eval()``, held-out figures) the guide is used as it is: the encoder alone.
 :func:`zoo.infer.objectives.training_loss` builds this loss for guides that declare
@@ -43,7 +43,7 @@ import pyro
 import torch
 from torch import nn
 
-from zoo.infer.natural import NaturalSteps
+from zoo.models.natural_steps import NaturalSteps
 
 
 class SemiAmortizedLoss(nn.Module):
@@ -54,7 +54,7 @@ class SemiAmortizedLoss(nn.Module):
     :param model: a model with ``conjugate_updates``
     :param guide: a guide with ``dirichlet_locals`` and ``local_steps > 0`` or
         ``global_step == "natural"``
-    :ivar natural: the :class:`~zoo.infer.natural.NaturalSteps` moving the guide's global
+    :ivar natural: the :class:`~zoo.models.natural_steps.NaturalSteps` moving the guide's global
         sites, or ``None``
     """
 

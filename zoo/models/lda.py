@@ -29,7 +29,7 @@ estimate of the full-corpus ELBO with the topic prior counted once. Guides: ``di
 (default; in training each document's posterior is found by the closed-form E-step
 :meth:`LDA.local_update` and the encoder is regressed onto it, :mod:`zoo.infer.semi_amortized`;
 the topics learn from the ELBO's gradient or, with ``global_step="natural"``, by stochastic
-natural-gradient steps from :meth:`LDA.global_update` [4], :mod:`zoo.infer.natural`) and
+natural-gradient steps from :meth:`LDA.global_update` [4], :mod:`zoo.models.natural_steps`) and
 ``logistic_normal``. Held-out documents are scored by the collapsed bound of
 :mod:`zoo.models.lda_bounds`. Measured settings and their history: README, "Topic models on
 20 Newsgroups", and ``benchmarks/results/topic_models/``.

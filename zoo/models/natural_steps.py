@@ -17,8 +17,11 @@ the M-step of batch variational Bayes. The :math:`\lambda` belong to the guide (
 ``dirichlet`` guide with ``global_step="natural"`` keeps them as buffers, invisible to the
 optimizer); :class:`NaturalSteps` is the algorithm that moves them, owned by the training loss
 (:class:`~zoo.infer.semi_amortized.SemiAmortizedLoss`), with its own state (the pooled estimates
-and the step count, saved in the engine's checkpoints). It takes one step per backward pass of
-the loss, from a hook on the gradient of a zero-valued Pyro factor, so that:
+and the step count, saved in the engine's checkpoints). The same steps are online EM [3] for a
+point estimate whose M-step is a count: GraphBTM's topics with ``topic_step="em"``
+(:mod:`zoo.models.gbtm`, which owns its instance); that use is why the module lives with the
+models, below the losses. It takes one step per backward pass of the loss, from a hook on the
+gradient of a zero-valued Pyro factor, so that:
 
 - evaluating a loss without backpropagating it (``ELBO.loss``, held-out figures, Pyro's guess
   of ``max_plate_nesting``) never moves :math:`\lambda`;
@@ -36,6 +39,8 @@ the loss, from a hook on the gradient of a zero-valued Pyro factor, so that:
    JMLR 14 (2013)
 2. *Online Learning for Latent Dirichlet Allocation*, M. D. Hoffman, D. M. Blei, F. Bach,
    NeurIPS (2010)
+3. *On-line Expectation-Maximization Algorithm for Latent Data Models*, O. Cappé, E. Moulines,
+   JRSS B 71(3) (2009)
 """
 
 from __future__ import annotations
