@@ -185,18 +185,20 @@ def test_an_old_ctm_run_loads_with_the_documented_defaults_of_its_version(tmp_pa
 
 
 def test_an_old_graphbtm_run_loads_as_the_endpoint_form_it_trained(tmp_path):
-    """A GraphBTM config from before ``likelihood`` existed (the endpoint form), and its
-    checkpoint without the ``topics_seeded`` buffer: rebuilt as the endpoint form, weights and
-    BatchNorm statistics as saved, and no seeding on the next step."""
+    """A GraphBTM config from before ``likelihood`` and ``topic_step`` existed (the endpoint
+    form, its topics fitted by the gradient), and its checkpoint without the ``topics_seeded``
+    buffer: rebuilt as the endpoint form, weights and BatchNorm statistics as saved, and no
+    seeding on the next step."""
     model = get_model("gbtm", input_dim=12, num_topics=3, likelihood="endpoints")
     guide = get_guide("gcn_normal", model, gcn_dim=4, hidden_dims=(4,))
     config = {"model": "gbtm", "guide": "gcn_normal", "data": {"name": "fortunes"},
               "model_config": {k: v for k, v in runs.jsonable(model.config).items()
-                               if k != "likelihood"},
+                               if k not in ("likelihood", "topic_step")},
               "guide_options": runs.jsonable(guide.options), "train": {},
               "versions": {"pyro": "1.9.1"}}
     checked = runs.check_config(config, tmp_path)
     assert checked["model_config"]["likelihood"] == "endpoints"
+    assert checked["model_config"]["topic_step"] == "gradient"
     state = model.state_dict()
     del state["topics_seeded"]
     runs.atomic_save({"model": state, "guide": guide.state_dict(), "epoch": 5}, tmp_path / "c.pt")

@@ -109,7 +109,8 @@ OPTION_HISTORY = {
         # correlation form.
         "ctm": {"decoder": "mixture", "prior_warmup": 0.0, "prior_form": "full"},
         "dlgm": {"noise_init": 1.0},  # the noise layers started at scale 1
-        "gbtm": {"likelihood": "endpoints"},  # the paper's decoder before BTM's likelihood
+        # the paper's decoder before BTM's likelihood; topics fitted by the gradient before EM
+        "gbtm": {"likelihood": "endpoints", "topic_step": "gradient"},
     },
     "guide": {
         # before BatchNorm heads, E-steps in training, natural topic steps and the step scale;
