@@ -53,7 +53,8 @@ docs-check: $(DOCS_STAMP)
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
-	rm -rf docs/_build/html docs/_build/doctrees docs/_build/screenshots
+	# the API stubs too: autosummary keeps the stub of a module that was moved or removed
+	rm -rf docs/_build/html docs/_build/doctrees docs/_build/screenshots docs/api/generated
 	$(SPHINX)
 	$(PYTHON) docs/check.py
 
@@ -61,4 +62,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check zoo guides tests benchmarks conftest.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache docs/_build
+	rm -rf $(VENV) runs .pytest_cache docs/_build docs/api/generated
