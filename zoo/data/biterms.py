@@ -85,6 +85,16 @@ def endpoint_counts(graphs: torch.Tensor) -> torch.Tensor:
     return graphs.sum(-1) + graphs.diagonal(dim1=-2, dim2=-1)
 
 
+def graph_biterms(graphs: torch.Tensor):
+    r"""The biterms of a sparse (or dense) batch ``[B, V, V]``, each once: ``(b, i, j, count)``,
+    1-d tensors over the distinct biterms, :math:`i \le j` (the symmetric matrix holds a pair
+    :math:`i \ne j` twice, a repeated word once on the diagonal)."""
+    graphs = (graphs if graphs.is_sparse else graphs.to_sparse()).coalesce()
+    (b, i, j), count = graphs.indices(), graphs.values()
+    once = i <= j
+    return b[once], i[once], j[once], count[once]
+
+
 def stack_sparse(matrices, vocab_size: int) -> torch.Tensor:
     """A list of ``scipy.sparse`` ``[V, V]`` matrices -> one coalesced COO tensor ``[B, V, V]``."""
     entries = []

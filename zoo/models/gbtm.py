@@ -89,7 +89,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from zoo.data.biterms import biterm_matrix, endpoint_counts, stack_sparse
+from zoo.data.biterms import biterm_matrix, endpoint_counts, graph_biterms, stack_sparse
 from zoo.models import checks
 from zoo.models.base import LatentSite, ZooModel, data_plate
 from zoo.models.natural_steps import NaturalSteps
@@ -207,10 +207,7 @@ class GraphBTM(ZooModel):
         topic-word counts ``[K, V]`` of the biterms of ``graphs [B, V, V]``, each biterm's two
         words shared among the topics as :math:`r_{bk} \propto \phi_{k b_1}\phi_{k b_2}`."""
         phi = self.topic_words()
-        graphs = (graphs if graphs.is_sparse else graphs.to_sparse()).coalesce()
-        (_, i, j), count = graphs.indices(), graphs.values()
-        once = i <= j  # each pair {i, j}, i != j, is stored twice
-        i, j, count = i[once], j[once], count[once]
+        _, i, j, count = graph_biterms(graphs)
         pair = (phi[:, i] * phi[:, j]).T  # [biterms, K]
         share = pair / pair.sum(-1, keepdim=True).clamp_min(1e-30) * count[:, None]
         return phi.new_zeros(phi.shape).index_add_(1, i, share.T).index_add_(1, j, share.T)
@@ -221,10 +218,7 @@ class GraphBTM(ZooModel):
         few dozen per mini-corpus: :math:`O(\text{biterms} \times K)`, never ``[B, V, V]``)."""
         theta = self.proportions(self.theta_dropout(torch.softmax(doc_logits, -1)))
         phi = self.topic_words()  # [K, V]
-        graphs = (graphs if graphs.is_sparse else graphs.to_sparse()).coalesce()
-        (b, i, j), count = graphs.indices(), graphs.values()
-        once = i <= j  # the matrix holds each pair {i, j}, i != j, twice
-        b, i, j, count = b[once], i[once], j[once], count[once]
+        b, i, j, count = graph_biterms(graphs)
         pair = (phi[:, i] * phi[:, j]).T  # [biterms, K]
         mixed = (theta[..., b, :] * pair).sum(-1).clamp_min(1e-30)  # [..., biterms]
         return theta.new_zeros(theta.shape[:-1]).index_add(-1, b, count * mixed.log())
